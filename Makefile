@@ -1,0 +1,42 @@
+# interpbench: `make benchmark` runs the default benchmark, `make test` runs the tests.
+# Both set up everything on a fresh machine: a virtualenv in .venv, torch, the project,
+# and (as root with apt) the Debian data packages.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= default
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: benchmark quick test lint system venv results clean
+
+benchmark: venv system
+	$(BIN)/interpbench run --config $(CONFIG) --results-dir results
+	$(BIN)/interpbench report results/runs/latest 2>/dev/null || true
+	@echo "leaderboards: results/leaderboards/  report: results/runs/latest/report/index.html"
+
+quick: venv
+	$(BIN)/interpbench run --config quick --results-dir results
+
+test: venv system
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e ".[models,test]"
+	touch $@
+
+system:
+	@bash scripts/setup-system.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info

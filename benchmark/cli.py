@@ -1,0 +1,149 @@
+"""``interpbench run | list | leaderboard | cache``.
+
+User errors exit with status 2 and one line on stderr; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from benchmark import __version__
+from benchmark.errors import UserError
+
+
+def _cache(args):
+    from benchmark.cache import Cache, default_root
+
+    return Cache(Path(args.cache_dir) if args.cache_dir else default_root())
+
+
+def cmd_run(args) -> int:
+    from benchmark.config import load_config
+    from benchmark.leaderboard import build_leaderboards
+    from benchmark.runner import Runner
+
+    config = load_config(args.config)
+    runner = Runner(
+        config,
+        _cache(args),
+        results_dir=Path(args.results_dir),
+        only_methods=tuple(args.only_method or ()),
+        only_metrics=tuple(args.only_metric or ()),
+        run_id=args.run_id,
+        progress=not args.quiet,
+    )
+    result = runner.run()
+    text = build_leaderboards(result.scores, result.fits, result.run_dir / "leaderboards")
+    print(text)
+    print(
+        "stage times:\n" + result.stage_times.to_string(index=False, float_format=lambda x: f"{x:.2f}"), file=sys.stderr
+    )
+    print(f"results: {result.run_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from benchmark.registry import REGISTRIES
+
+    kinds = [args.kind] if args.kind else list(REGISTRIES)
+    for kind in kinds:
+        reg = REGISTRIES[kind]
+        print(f"{kind}:")
+        for name in reg.names():
+            src = reg.source(name)
+            extra = "" if src == "builtin" else f"  [{src}]"
+            print(f"  {name:<24} {reg.describe(name)}{extra}")
+    if args.layers:
+        from benchmark.config import TaskSpec
+        from benchmark.runner import build_model
+
+        model = build_model(TaskSpec(model=args.layers, layers=("?",), dataset="?"))
+        print(f"layers of {args.layers}:")
+        for layer in model.layers():
+            print(f"  {layer}")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from benchmark.leaderboard import build_leaderboards
+    from benchmark.results import read_tables
+
+    run_dir = Path(args.run)
+    scores, fits = read_tables(run_dir)
+    out = Path(args.out) if args.out else run_dir / "leaderboards"
+    print(build_leaderboards(scores, fits, out))
+    return 0
+
+
+def cmd_cache(args) -> int:
+    cache = _cache(args)
+    if args.action == "info":
+        info = cache.info()
+        print(f"cache: {cache.root}")
+        for stage, v in info.items():
+            print(f"  {stage:<12} {int(v['entries']):>6} entries {v['mb']:>10.1f} MB")
+        if not info:
+            print("  (empty)")
+    elif args.action == "clear":
+        cache.clear(args.stage)
+        print(f"cleared {cache.root / args.stage if args.stage else cache.root}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interpbench", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"interpbench {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--cache-dir", help="stage cache (default $INTERPBENCH_CACHE or ~/.cache/interpbench)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a benchmark grid")
+    r.add_argument("--config", default="quick", help="a TOML file, or a shipped config: quick, default")
+    r.add_argument("--results-dir", default="results", help="where runs/<run_id>/ is written")
+    r.add_argument("--only-method", action="append", help="run only this method (repeatable)")
+    r.add_argument("--only-metric", action="append", help="score only this metric (repeatable)")
+    r.add_argument("--run-id", help="name of the run directory (default: config name + hash)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(fn=cmd_run)
+
+    ls = sub.add_parser("list", help="list registered plugins")
+    ls.add_argument("kind", nargs="?", choices=["methods", "metrics", "datasets", "models", "captioners"])
+    ls.add_argument("--layers", metavar="MODEL", help="list the layers of MODEL")
+    ls.set_defaults(fn=cmd_list)
+
+    lb = sub.add_parser("leaderboard", help="build leaderboards from a run directory")
+    lb.add_argument("run", help="results/runs/<run_id>")
+    lb.add_argument("--out", help="output folder (default RUN/leaderboards)")
+    lb.set_defaults(fn=cmd_leaderboard)
+
+    c = sub.add_parser("cache", help="inspect or clear the stage cache")
+    c.add_argument("action", choices=["info", "clear"])
+    c.add_argument("--stage", help="with clear: only this stage")
+    c.set_defaults(fn=cmd_cache)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if not args.debug:
+        warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    try:
+        return args.fn(args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"interpbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interpbench: interrupted; finished stages are cached, run again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

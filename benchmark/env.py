@@ -1,0 +1,56 @@
+"""The machine a run used: device resolution and the environment record saved with each run."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+
+from benchmark.errors import UserError
+
+_PACKAGES = (
+    "interpbench",
+    "torch",
+    "torchvision",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "safetensors",
+    "transformers",
+    "lpips",
+)
+
+
+def resolve_device(name: str):
+    """``"auto"`` -> CUDA when present, else CPU; ``"cuda"`` without a GPU is an error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but no CUDA GPU is available (use device = 'auto' or 'cpu')")
+    return torch.device(name)
+
+
+def environment(device) -> dict:
+    """Versions, threads and device of this process, for the run record."""
+    import torch
+
+    versions = {}
+    for pkg in _PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    info = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "packages": versions,
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info

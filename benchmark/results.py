@@ -1,0 +1,107 @@
+"""The tidy results schema and its Parquet I/O.
+
+``scores``: one row per (task, method, params, seed, metric, direction)::
+
+    schema_version, run_id, model, layer, dataset, modality, method, method_params (JSON),
+    n_directions, seed, metric, higher_is_better, direction, value, chance_mean,
+    chance_std, status
+
+``metric`` is the column name a reader sees: the metric's name, its settings that differ
+from the defaults, and the protocol (e.g. ``label_consistency[psychophysics]``).
+``status`` is ``"ok"`` or ``"skipped: <reason>"`` (then ``value`` is NaN, never 0).
+
+``fits``: one row per (task, method, params, seed) with the basis statistics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.errors import UserError
+
+SCHEMA_VERSION = 1
+
+SCORE_COLUMNS = [
+    "schema_version",
+    "run_id",
+    "model",
+    "layer",
+    "dataset",
+    "modality",
+    "method",
+    "method_params",
+    "n_directions",
+    "seed",
+    "metric",
+    "higher_is_better",
+    "direction",
+    "value",
+    "chance_mean",
+    "chance_std",
+    "status",
+]
+FIT_COLUMNS = [
+    "schema_version",
+    "run_id",
+    "model",
+    "layer",
+    "dataset",
+    "modality",
+    "method",
+    "method_params",
+    "n_directions",
+    "seed",
+    "fvu",
+    "explained_variance",
+    "l0",
+    "dead_fraction",
+    "fit_seconds",
+    "n_fit",
+    "n_probe",
+    "extra",
+]
+TASK_KEYS = ["model", "layer", "dataset"]
+FIT_KEYS = [*TASK_KEYS, "method", "method_params", "seed"]
+
+
+def params_json(params: dict) -> str:
+    """Canonical JSON of method parameters (sorted keys) used as a key column."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def method_label(method: str, params_json_str: str) -> str:
+    """Human label: ``sae_topk(k=8, expansion=4.0)``, just ``pca`` when no parameter is set."""
+    params = {k: v for k, v in json.loads(params_json_str).items() if v is not None}
+    if not params:
+        return method
+    return f"{method}({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})"
+
+
+def write_tables(run_dir: Path, scores: pd.DataFrame, fits: pd.DataFrame) -> None:
+    """Write ``scores.parquet`` and ``fits.parquet`` (column order fixed, rows sorted)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scores = scores[SCORE_COLUMNS].sort_values([*FIT_KEYS, "metric", "direction"], kind="stable").reset_index(drop=True)
+    fits = fits[FIT_COLUMNS].sort_values(FIT_KEYS, kind="stable").reset_index(drop=True)
+    scores.to_parquet(run_dir / "scores.parquet", index=False)
+    fits.to_parquet(run_dir / "fits.parquet", index=False)
+
+
+def read_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read a run's ``(scores, fits)``; refuses tables of another schema version."""
+    run_dir = Path(run_dir)
+    paths = [run_dir / "scores.parquet", run_dir / "fits.parquet"]
+    for p in paths:
+        if not p.exists():
+            raise UserError(f"{run_dir}: no {p.name}; is this a run directory (results/runs/<run_id>)?")
+    scores, fits = (pd.read_parquet(p) for p in paths)
+    for name, df in (("scores", scores), ("fits", fits)):
+        versions = set(df["schema_version"].unique()) if "schema_version" in df else {None}
+        if versions != {SCHEMA_VERSION} and len(df):
+            raise UserError(
+                f"{run_dir}/{name}.parquet has schema_version {sorted(map(str, versions))}; this interpbench reads "
+                f"version {SCHEMA_VERSION}: re-run `interpbench run` with the run's config.json to regenerate it"
+            )
+    return scores, fits

@@ -1,0 +1,445 @@
+"""The grid: task x method x metric x seed -> result rows, every stage through the cache.
+
+Stages (each a cache entry, so a killed run resumes where it stopped)::
+
+    activations(task, split) -> basis(method, params, seed) -> top(basis) -> score(metric)
+                                                      chance(task, metric, seed) -^
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.cache import Cache, hash_key
+from benchmark.config import Config, PluginSpec, TaskSpec, instantiate
+from benchmark.data.base import StimulusSet, Subset, split_indices
+from benchmark.errors import UserError
+from benchmark.registry import DATASETS, METHODS, METRICS, MODELS
+from benchmark.results import SCHEMA_VERSION, method_label, params_json, write_tables
+
+
+@dataclass(frozen=True)
+class Task:
+    """One layer of one model on one dataset."""
+
+    spec: TaskSpec
+    layer: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.model}/{self.layer}/{self.spec.dataset}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One basis to fit and score: a task, a method with concrete parameters, a seed."""
+
+    task: Task
+    method: str
+    params: dict[str, Any]
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.task.label} {method_label(self.method, params_json(self.params))} seed={self.seed}"
+
+
+class Executor:
+    """Runs grid cells; the interface a distributed executor implements."""
+
+    def map(self, fn: Callable[[Cell], Any], cells: list[Cell]) -> Iterator[Any]:
+        raise NotImplementedError
+
+
+class LocalExecutor(Executor):
+    """Runs cells one after another in this process."""
+
+    def map(self, fn, cells):
+        for cell in cells:
+            yield fn(cell)
+
+
+def build_model(spec: TaskSpec):
+    """Instantiate the model adapter of ``spec`` (``"prefix:NAME"`` models pass ``name=NAME``)."""
+    params = dict(spec.model_params)
+    name = spec.model
+    if ":" in name:
+        name, params["name"] = name.split(":", 1)
+    model = instantiate(MODELS.get(name), params, f"model {spec.model!r}") if params else MODELS.get(name)()
+    model.spatial = spec.spatial
+    return model
+
+
+def build_dataset(spec: TaskSpec) -> StimulusSet:
+    cls = DATASETS.get(spec.dataset)
+    data = instantiate(cls, spec.dataset_params, f"dataset {spec.dataset!r}") if spec.dataset_params else cls()
+    if spec.max_samples is not None and spec.max_samples < len(data):
+        idx = np.sort(np.random.default_rng(spec.split_seed).choice(len(data), spec.max_samples, replace=False))
+        data = Subset(data, idx)
+    return data
+
+
+def metric_column(name: str, params: dict[str, Any], suffix: str = "") -> str:
+    """Column name: ``label_consistency[psychophysics]``, ``color_consistency[consistency n=32]``."""
+    parts = [str(params["protocol"])] if "protocol" in params else []
+    parts += [f"{k}={v}" for k, v in sorted(params.items()) if k != "protocol"]
+    if suffix:
+        parts.append(suffix)
+    return f"{name}[{' '.join(parts)}]" if parts else name
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    scores: pd.DataFrame
+    fits: pd.DataFrame
+    stage_times: pd.DataFrame
+
+
+@dataclass
+class Runner:
+    """Expands a :class:`Config` into cells and runs them through the cache."""
+
+    config: Config
+    cache: Cache
+    results_dir: Path = Path("results")
+    only_methods: tuple[str, ...] = ()
+    only_metrics: tuple[str, ...] = ()
+    run_id: str | None = None
+    progress: bool = True
+    executor: Executor = field(default_factory=LocalExecutor)
+    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
+
+    def __post_init__(self) -> None:
+        from benchmark.env import resolve_device
+
+        self.device = resolve_device(self.config.device)
+        self._models: dict[str, Any] = {}
+        self._data: dict[str, Any] = {}
+        for name, reg in ((self.only_methods, METHODS), (self.only_metrics, METRICS)):
+            for n in name:
+                if n not in reg:
+                    raise UserError(reg.unknown_message(n))
+
+    # -- grid ----------------------------------------------------------------------------
+    def tasks(self) -> list[Task]:
+        return [Task(spec, layer) for spec in self.config.tasks for layer in spec.layers]
+
+    def method_specs(self) -> list[PluginSpec]:
+        return [m for m in self.config.methods if not self.only_methods or m.name in self.only_methods]
+
+    def metric_specs(self) -> list[PluginSpec]:
+        return [m for m in self.config.metrics if not self.only_metrics or m.name in self.only_metrics]
+
+    def cells(self) -> list[Cell]:
+        return [
+            Cell(task, spec.name, params, seed)
+            for task in self.tasks()
+            for spec in self.method_specs()
+            for params in spec.expand()
+            for seed in self.config.seeds
+        ]
+
+    def metrics(self) -> list[tuple[str, dict[str, Any], Any]]:
+        return [
+            (spec.name, params, instantiate(METRICS.get(spec.name), params, f"metric {spec.name!r}"))
+            for spec in self.metric_specs()
+            for params in spec.expand()
+        ]
+
+    # -- task-level stages -------------------------------------------------------------
+    def _task_objects(self, task: Task):
+        key = hash_key([task.spec.model, task.spec.model_params, task.spec.spatial])
+        if key not in self._models:
+            self._models[key] = build_model(task.spec)
+        model = self._models[key]
+        dkey = hash_key([task.spec.dataset, task.spec.dataset_params, task.spec.max_samples, task.spec.split_seed, key])
+        if dkey not in self._data:
+            stimuli = build_dataset(task.spec)
+            samples = model.samples(stimuli)
+            fit_idx, probe_idx = split_indices(samples, task.spec.fit_fraction, task.spec.split_seed)
+            if self.config.max_fit_samples is not None and len(fit_idx) > self.config.max_fit_samples:
+                rng = np.random.default_rng(task.spec.split_seed)
+                fit_idx = np.sort(rng.choice(fit_idx, self.config.max_fit_samples, replace=False))
+            self._data[dkey] = (samples, fit_idx, probe_idx)
+        return (model, *self._data[dkey])
+
+    def activations(self, task: Task, split: str) -> tuple[Path, str]:
+        """The activation store of ``task``'s ``split`` ("fit" or "probe"): ``(path, key)``."""
+        from benchmark.activations import write_store
+
+        model, samples, fit_idx, probe_idx = self._task_objects(task)
+        model.check_layer(task.layer)
+        idx = fit_idx if split == "fit" else probe_idx
+        parts = {
+            "model": model.identity(),
+            "layer": task.layer,
+            "samples": samples.identity(),
+            "split": split,
+            "indices": hash_key(idx.tolist()),
+            "dtype": self.config.dtype,
+        }
+
+        def compute(tmp: Path) -> None:
+            self.log(f"  extracting {task.label} ({split}, {len(idx)} samples)")
+            chunks = model.activations(samples, idx, task.layer, batch_size=self.config.batch_size, device=self.device)
+            write_store(tmp, chunks, idx, dtype=self.config.dtype, name=f"{task.label} ({split})")
+
+        path = self.cache.get_or_compute("activations", parts, compute)
+        return path, self.cache.key("activations", parts)
+
+    # -- cell stages -------------------------------------------------------------------
+    def run_cell(self, cell: Cell) -> tuple[list[dict], dict]:
+        """Fit, encode and score one cell; returns (score rows, fit row)."""
+        import torch
+
+        from benchmark.activations import ActivationStore
+        from benchmark.topk import top_examples
+        from methods.base import Basis, compute_stats
+        from metrics.base import Ranked, TopExamples
+
+        task = cell.task
+        model, samples, fit_idx, probe_idx = self._task_objects(task)
+        fit_path, fit_key = self.activations(task, "fit")
+        probe_path, probe_key = self.activations(task, "probe")
+        method = instantiate(METHODS.get(cell.method), cell.params, f"method {cell.method!r}")
+        basis_parts = {
+            "acts": fit_key,
+            "probe": probe_key,
+            "method": cell.method,
+            "params": method.params(),
+            "version": type(method).version,
+            "seed": cell.seed,
+        }
+
+        def fit(tmp: Path) -> None:
+            torch.manual_seed(cell.seed)
+            start = time.perf_counter()
+            basis = method.fit(ActivationStore.open(fit_path), seed=cell.seed, device=self.device)
+            seconds = time.perf_counter() - start
+            basis.stats.update(compute_stats(basis, ActivationStore.open(probe_path), device=self.device))
+            basis.stats.update(fit_seconds=seconds, n_fit=len(fit_idx))
+            basis.save(tmp)
+
+        basis_path = self.cache.get_or_compute("basis", basis_parts, fit)
+        basis_key = self.cache.key("basis", basis_parts)
+        basis = Basis.load(basis_path)
+
+        metrics = self.metrics()
+        n_top = max([m.needs()[0] for _, _, m in metrics], default=16)
+        quantiles = tuple(sorted({q for _, _, m in metrics for q in m.needs()[1]} | {0.0}))
+        top_parts = {"basis": basis_key, "probe": probe_key, "n": n_top, "quantiles": quantiles}
+
+        def topk(tmp: Path) -> None:
+            bands = top_examples(
+                basis, ActivationStore.open(probe_path), n_top, quantiles, device=self.device, seed=cell.seed
+            )
+            for q, r in bands.items():
+                for name in ("top_idx", "top_val", "bottom_idx", "bottom_val"):
+                    np.save(tmp / f"q{q:g}_{name}.npy", getattr(r, name))
+
+        top_path = self.cache.get_or_compute("top", top_parts, topk)
+
+        def load_bands(path: Path) -> dict[float, Ranked]:
+            return {
+                q: Ranked(
+                    *(np.load(path / f"q{q:g}_{n}.npy") for n in ("top_idx", "top_val", "bottom_idx", "bottom_val")),
+                    quantile=q,
+                )
+                for q in quantiles
+            }
+
+        examples = TopExamples(samples, load_bands(top_path))
+        base = {
+            "schema_version": SCHEMA_VERSION,
+            "model": task.spec.model,
+            "layer": task.layer,
+            "dataset": task.spec.dataset,
+            "modality": samples.modality,
+            "method": cell.method,
+            "method_params": params_json(cell.params),
+            "n_directions": basis.k,
+            "seed": cell.seed,
+        }
+        rows: list[dict] = []
+        for name, params, metric in metrics:
+            values, status = self._score(metric, name, params, examples, top_parts, probe_key, samples, "score")
+            chance = self._chance(metric, name, params, samples, probe_idx, probe_key, cell.seed)
+            for suffix in metric.columns():
+                col = metric_column(name, params, metric.columns()[suffix])
+                v = values.get(suffix, np.full(basis.k, np.nan))
+                mean, std = chance.get(suffix, (np.nan, np.nan))
+                for j in range(basis.k):
+                    rows.append(
+                        {
+                            **base,
+                            "metric": col,
+                            "higher_is_better": bool(metric.higher_is_better),
+                            "direction": j,
+                            "value": float(v[j]),
+                            "chance_mean": mean,
+                            "chance_std": std,
+                            "status": status,
+                        }
+                    )
+        stats = basis.stats
+        fit_row = {
+            **base,
+            **{
+                k: float(stats.get(k, np.nan))
+                for k in ("fvu", "explained_variance", "l0", "dead_fraction", "fit_seconds")
+            },
+            "n_fit": int(stats.get("n_fit", len(fit_idx))),
+            "n_probe": int(stats.get("n_probe", len(probe_idx))),
+            "extra": json.dumps(
+                {
+                    k: v
+                    for k, v in stats.items()
+                    if k not in {"fvu", "explained_variance", "l0", "dead_fraction", "fit_seconds", "n_fit", "n_probe"}
+                },
+                sort_keys=True,
+                default=str,
+            ),
+        }
+        return rows, fit_row
+
+    def _metric_parts(self, name: str, metric) -> dict:
+        return {"metric": name, "params": metric.params(), "version": type(metric).version}
+
+    def _score(self, metric, name, params, examples, top_parts, probe_key, samples, stage):
+        parts = {**self._metric_parts(name, metric), "top": top_parts, "samples": samples.identity()}
+
+        def compute(tmp: Path) -> None:
+            reason = metric.skip_reason(samples)
+            if reason is None:
+                for suffix, v in metric.score_all(examples).items():
+                    np.save(tmp / f"score{suffix}.npy", np.asarray(v, dtype=np.float64))
+            (tmp / "status.json").write_text(json.dumps({"status": "ok" if reason is None else f"skipped: {reason}"}))
+
+        path = self.cache.get_or_compute(stage, parts, compute)
+        status = json.loads((path / "status.json").read_text())["status"]
+        return {p.stem[len("score") :]: np.load(p) for p in sorted(path.glob("score*.npy"))}, status
+
+    def _chance(self, metric, name, params, samples, probe_idx, probe_key, seed):
+        from benchmark.topk import random_sets
+        from metrics.base import TopExamples
+
+        n, quantiles = metric.needs()
+        parts = {
+            **self._metric_parts(name, metric),
+            "probe": probe_key,
+            "samples": samples.identity(),
+            "sets": self.config.chance_sets,
+            "seed": seed,
+        }
+
+        def compute(tmp: Path) -> None:
+            reason = metric.skip_reason(samples)
+            if reason is None:
+                ranked = random_sets(probe_idx, self.config.chance_sets, n, seed)
+                examples = TopExamples(samples, {q: ranked for q in set(quantiles) | {0.0}}, is_random=True)
+                for suffix, v in metric.score_all(examples).items():
+                    np.save(tmp / f"score{suffix}.npy", np.asarray(v, dtype=np.float64))
+            (tmp / "status.json").write_text(json.dumps({"status": "ok" if reason is None else f"skipped: {reason}"}))
+
+        path = self.cache.get_or_compute("chance", parts, compute)
+        values = {p.stem[len("score") :]: np.load(p) for p in sorted(path.glob("score*.npy"))}
+        return {s: (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0) for s, v in values.items()}
+
+    # -- whole run ---------------------------------------------------------------------
+    def default_run_id(self) -> str:
+        resolved = self.config.resolved()
+        resolved.pop("source", None)
+        filt = [sorted(self.only_methods), sorted(self.only_metrics)]
+        return f"{self.config.name}-{hash_key([resolved, filt])[:8]}"
+
+    def run(self) -> RunResult:
+        """Run every cell, write ``<results_dir>/runs/<run_id>/`` and return the tables."""
+        from benchmark.env import environment
+
+        cells = self.cells()
+        if not cells:
+            raise UserError("the grid is empty: no method left after --only-method filtering")
+        run_id = self.run_id or self.default_run_id()
+        run_dir = Path(self.results_dir) / "runs" / run_id
+        start = time.perf_counter()
+        self.log(
+            f"interpbench: {len(cells)} cells ({len(self.tasks())} tasks x methods x seeds), "
+            f"{len(self.metrics())} metrics, device {self.device}, cache {self.cache.root}"
+        )
+        score_rows: list[dict] = []
+        fit_rows: list[dict] = []
+        bar = _progress(len(cells), self.progress)
+        for cell, (rows, fit_row) in zip(cells, self.executor.map(self.run_cell, cells)):
+            score_rows += rows
+            fit_rows.append(fit_row)
+            bar.update(1)
+            bar.write(_cell_summary(cell, rows, fit_row))
+        bar.close()
+        scores = pd.DataFrame(score_rows)
+        fits = pd.DataFrame(fit_rows)
+        scores.insert(1, "run_id", run_id)
+        fits.insert(1, "run_id", run_id)
+        write_tables(run_dir, scores, fits)
+        resolved = self.config.resolved()
+        (run_dir / "config.json").write_text(json.dumps(resolved, indent=1, sort_keys=True, default=str))
+        (run_dir / "environment.json").write_text(json.dumps(environment(self.device), indent=1, sort_keys=True))
+        stage_times = stage_table(self.cache.records)
+        stage_times.to_csv(run_dir / "stages.csv", index=False)
+        self.log(f"finished in {time.perf_counter() - start:.1f} s; results in {run_dir}")
+        from benchmark.results import read_tables
+
+        scores, fits = read_tables(run_dir)
+        return RunResult(run_dir, scores, fits, stage_times)
+
+
+def stage_table(records: Iterable) -> pd.DataFrame:
+    """Per stage: entries computed, reused, and seconds spent."""
+    agg: dict[str, dict[str, float]] = defaultdict(lambda: {"computed": 0, "reused": 0, "seconds": 0.0})
+    for r in records:
+        a = agg[r.stage]
+        a["computed" if r.computed else "reused"] += 1
+        a["seconds"] += r.seconds
+    return pd.DataFrame([{"stage": s, **v} for s, v in agg.items()], columns=["stage", "computed", "reused", "seconds"])
+
+
+def _cell_summary(cell: Cell, rows: list[dict], fit_row: dict) -> str:
+    df = pd.DataFrame(rows)
+    parts = []
+    if len(df):
+        for metric, g in df.groupby("metric", sort=False):
+            if g["status"].iloc[0] != "ok":
+                parts.append(f"{metric}=skipped")
+            else:
+                parts.append(f"{metric}={np.nanmedian(g['value']):.3g} (chance {g['chance_mean'].iloc[0]:.3g})")
+    fvu = fit_row["fvu"]
+    return f"  {cell.label}: k={fit_row['n_directions']} fvu={fvu:.3g} l0={fit_row['l0']:.3g} | " + ", ".join(parts)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def write(self, s: str) -> None:
+        print(s, file=sys.stderr)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="grid", unit="cell", file=sys.stderr, dynamic_ncols=True)

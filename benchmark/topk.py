@@ -1,0 +1,156 @@
+"""Streaming top-n and bottom-n per direction, in O(k x n) memory.
+
+Codes for all probe samples are never held at once: each chunk of codes ``[b, k]`` is merged
+into running ``[k, n]`` extremes with one ``torch.topk`` per side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from benchmark.activations import ActivationStore
+from benchmark.errors import UserError
+from metrics.base import Ranked
+
+
+class StreamingExtremes:
+    """Running top-``n`` and bottom-``n`` codes per direction, optionally within a band.
+
+    Args:
+        k: number of directions.
+        n: how many extremes to keep per side.
+        lower, upper: ``[k]`` band limits; codes outside ``[lower, upper]`` are ignored.
+    """
+
+    def __init__(
+        self,
+        k: int,
+        n: int,
+        lower: Tensor | None = None,
+        upper: Tensor | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.n = n
+        self.lower, self.upper = lower, upper
+        self.top_val = torch.full((k, 0), -torch.inf, device=device)
+        self.top_id = torch.zeros((k, 0), dtype=torch.long, device=device)
+        self.bot_val = torch.full((k, 0), torch.inf, device=device)
+        self.bot_id = torch.zeros((k, 0), dtype=torch.long, device=device)
+        self.count = torch.zeros(k, dtype=torch.long, device=device)
+
+    def update(self, codes: Tensor, ids: Tensor) -> None:
+        """Merge a chunk: ``codes [b, k]``, ``ids [b]`` (sample indices)."""
+        vals = codes.T.float()  # [k, b]
+        ids_k = ids[None, :].expand_as(vals)
+        if self.lower is not None:
+            inside = (vals >= self.lower[:, None]) & (vals <= self.upper[:, None])
+            self.count += inside.sum(dim=1)
+            top_in = torch.where(inside, vals, -torch.inf)
+            bot_in = torch.where(inside, vals, torch.inf)
+        else:
+            self.count += vals.shape[1]
+            top_in = bot_in = vals
+        self.top_val, self.top_id = self._merge(self.top_val, self.top_id, top_in, ids_k, largest=True)
+        self.bot_val, self.bot_id = self._merge(self.bot_val, self.bot_id, bot_in, ids_k, largest=False)
+
+    def _merge(self, val: Tensor, idx: Tensor, new_val: Tensor, new_idx: Tensor, largest: bool):
+        v = torch.cat([val, new_val], dim=1)
+        i = torch.cat([idx, new_idx], dim=1)
+        keep = min(self.n, v.shape[1])
+        v, pos = torch.topk(v, keep, dim=1, largest=largest, sorted=True)
+        return v, torch.gather(i, 1, pos)
+
+    def result(self, quantile: float = 0.0) -> Ranked:
+        """The extremes as a :class:`Ranked` (numpy); raises if a band holds fewer than ``n``."""
+        short = int(self.count.min()) if len(self.count) else 0
+        if short < self.n:
+            j = int(self.count.argmin())
+            raise UserError(
+                f"band q={quantile}: direction {j} has only {short} probe samples inside it, "
+                f"{self.n} are needed per side; use a larger probe split or fewer trials/references"
+            )
+        return Ranked(
+            top_idx=self.top_id.cpu().numpy(),
+            top_val=self.top_val.cpu().numpy(),
+            bottom_idx=self.bot_id.cpu().numpy(),
+            bottom_val=self.bot_val.cpu().numpy(),
+            quantile=quantile,
+        )
+
+
+@torch.no_grad()
+def band_limits(
+    basis,
+    store: ActivationStore,
+    quantiles: tuple[float, ...],
+    *,
+    max_rows: int = 50_000,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[float, tuple[Tensor, Tensor] | None]:
+    """Per-direction ``(lower, upper)`` limits ``[k]`` of each central band, estimated from
+    the codes of up to ``max_rows`` probe samples (exact when the probe split is smaller)."""
+    limits: dict[float, tuple[Tensor, Tensor] | None] = {0.0: None}
+    wanted = [q for q in quantiles if q > 0.0]
+    if not wanted:
+        return limits
+    sample = store.load(max_rows=max_rows, seed=seed, device=device)
+    codes = torch.cat([basis.encode(sample[s : s + 8192]) for s in range(0, len(sample), 8192)]).float()
+    qs = torch.tensor([x for q in wanted for x in (q, 1 - q)], device=codes.device)
+    bounds = torch.quantile(codes, qs, dim=0)  # [2Q, k]
+    for i, q in enumerate(wanted):
+        limits[q] = (bounds[2 * i], bounds[2 * i + 1])
+    return limits
+
+
+@torch.no_grad()
+def top_examples(
+    basis,
+    store: ActivationStore,
+    n: int,
+    quantiles: tuple[float, ...] = (0.0,),
+    *,
+    batch_size: int = 8192,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> dict[float, Ranked]:
+    """Encode the probe store chunk by chunk and keep the extremes of every band.
+
+    Args:
+        basis: a :class:`methods.base.Basis` (``encode [b, d] -> [b, k]``).
+        store: probe activations; row ``i`` belongs to sample ``store.ids[i]``.
+        n: extremes per side.
+        quantiles: bands to compute (0.0 = whole range).
+
+    Returns:
+        ``{quantile: Ranked}`` with ``[k, n]`` arrays of sample indices and values.
+    """
+    if n > store.n:
+        raise UserError(f"{store.name}: {n} top examples per side requested but the probe split has {store.n} samples")
+    basis = basis.to(device)
+    limits = band_limits(basis, store, tuple(quantiles), seed=seed, device=device)
+    trackers = {
+        q: StreamingExtremes(basis.k, n, *(lim if lim is not None else (None, None)), device=device)
+        for q, lim in limits.items()
+    }
+    ids = torch.from_numpy(store.ids).to(device)
+    row = 0
+    for x in store.batches(batch_size, device=device):
+        codes = basis.encode(x)
+        for t in trackers.values():
+            t.update(codes, ids[row : row + len(x)])
+        row += len(x)
+    return {q: t.result(q) for q, t in trackers.items()}
+
+
+def random_sets(probe_ids: np.ndarray, n_sets: int, n: int, seed: int) -> Ranked:
+    """``n_sets`` random "directions", each ``n`` distinct probe samples per side (for chance)."""
+    rng = np.random.default_rng(seed)
+    size = min(2 * n, len(probe_ids))
+    picks = np.stack([rng.choice(probe_ids, size=size, replace=False) for _ in range(n_sets)])
+    if size < 2 * n:  # small probe split: sides may overlap
+        picks = np.concatenate([picks, np.stack([rng.choice(probe_ids, size=2 * n - size) for _ in range(n_sets)])], 1)
+    zeros = np.zeros((n_sets, n), dtype=np.float32)
+    return Ranked(top_idx=picks[:, :n], top_val=zeros, bottom_idx=picks[:, n:], bottom_val=zeros)
