@@ -18,7 +18,9 @@ import shutil
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,3 +182,27 @@ class Cache:
         target = self.root / stage if stage else self.root
         if target.exists():
             shutil.rmtree(target)
+
+
+_CURRENT: ContextVar[Cache | None] = ContextVar("interpbench_cache", default=None)
+
+
+def current_cache() -> Cache:
+    """The cache of the run in progress (set by the runner), else one at :func:`default_root`.
+
+    Plugins that train or prepare something expensive (a CNN trained on shapes, a byte-level
+    transformer, LPIPS features) store it here with :meth:`Cache.get_or_compute`.
+    """
+    cache = _CURRENT.get()
+    return cache if cache is not None else Cache()
+
+
+@contextmanager
+def using_cache(cache: Cache) -> Iterator[Cache]:
+    """Make ``cache`` the :func:`current_cache` inside the ``with`` block."""
+    token = _CURRENT.set(cache)
+    try:
+        yield cache
+    finally:
+        _CURRENT.reset(token)
+

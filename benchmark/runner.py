@@ -229,6 +229,9 @@ class Runner:
             seconds = time.perf_counter() - start
             basis.stats.update(compute_stats(basis, ActivationStore.open(probe_path), device=self.device))
             basis.stats.update(fit_seconds=seconds, n_fit=len(fit_idx))
+            if basis.has_decoder and hasattr(model, "fidelity"):
+                # downstream fidelity: splice the reconstruction back into the model (held-out samples)
+                basis.stats.update(model.fidelity(basis, task.layer, samples, probe_idx, device=self.device))
             basis.save(tmp)
 
         basis_path = self.cache.get_or_compute("basis", basis_parts, fit)
@@ -365,6 +368,12 @@ class Runner:
 
     def run(self) -> RunResult:
         """Run every cell, write ``<results_dir>/runs/<run_id>/`` and return the tables."""
+        from benchmark.cache import using_cache
+
+        with using_cache(self.cache):
+            return self._run()
+
+    def _run(self) -> RunResult:
         from benchmark.env import environment
 
         cells = self.cells()

@@ -46,6 +46,10 @@ class ModelAdapter:
         """Yield ``[b, d]`` float tensors for ``idx`` in order, ``b <= batch_size`` each."""
         raise NotImplementedError
 
+    # Optional: ``fidelity(basis, layer, samples, idx, *, device) -> dict[str, float]``.
+    # When an adapter defines it, the runner calls it for every basis with a decoder and
+    # stores the result in the fit statistics (e.g. ``accuracy_recovered``, ``loss_recovered``).
+
     def check_layer(self, layer: str) -> None:
         valid = self.layers()
         if layer not in valid:
