@@ -1,9 +1,11 @@
 """``shapes``: procedural images with known generative factors.
 
 Each image shows one shape (circle, triangle, square, hexagon, cross, ring) in one of eight
-hues, solid or striped, at one of three sizes and nine positions, rotated, on a black, grey
-or white background. Factors are drawn from ``seed``; images are rendered on demand,
-vectorised over the batch (numpy), so any index gives the same image every time.
+hues, solid or striped, at one of three sizes and nine positions, rotated by any angle, on a
+black, grey or white background. Factors are drawn from ``seed``; images are rendered on
+demand, vectorised over the batch (numpy, every pixel test written as a sum of a row term and a
+column term so only one full-size operation is needed per half-plane), quantised to uint8 and
+kept in an in-memory cache, so any index gives the same image every time.
 """
 
 from __future__ import annotations
@@ -36,33 +38,106 @@ FACTORS = {
     "y": YPOS,
     "texture": TEXTURES,
 }
+#: stripes darken the foreground to this fraction of its color
+STRIPE_SHADE = 0.45
+#: stripe frequency: ``sin(STRIPE_FREQ * x) > 0`` in shape-radius units
+STRIPE_FREQ = 9.0
+_FG_U8 = np.round(HUE_RGB * 255).astype(np.uint8)  # [8, 3]
+_FG_DARK_U8 = np.round(HUE_RGB * STRIPE_SHADE * 255).astype(np.uint8)  # [8, 3]
+_BG_U8 = np.round(BACKGROUND_RGB * 255).astype(np.uint8)  # [3, 3]
 
 
-def _polygon(x: np.ndarray, y: np.ndarray, sides: int) -> np.ndarray:
-    """Inside a regular polygon of circumradius 1 (vertex pointing up)."""
-    inside = np.ones(x.shape, dtype=bool)
+def _linear(a: np.ndarray, b: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``a * dx + b * dy`` as ``[m, s, s]``: ``a, b [m]``, ``dx [m, 1, s]``, ``dy [m, s, 1]``."""
+    return (a[:, None, None] * dx) + (b[:, None, None] * dy)
+
+
+def _polygon(dx: np.ndarray, dy: np.ndarray, rot: np.ndarray, sides: int) -> np.ndarray:
+    """Inside a regular polygon of circumradius 1 (vertex up before rotation by ``rot [m]``)."""
+    cos, sin = np.cos(rot), np.sin(rot)
     apothem = np.cos(np.pi / sides)
+    inside = None
     for k in range(sides):
         theta = np.pi / 2 + np.pi / sides + 2 * np.pi * k / sides
-        inside &= x * np.cos(theta) - y * np.sin(theta) <= apothem
+        # x cos(theta) - y sin(theta) with (x, y) the coordinates rotated by rot
+        a = cos * np.cos(theta) + sin * np.sin(theta)
+        b = sin * np.cos(theta) - cos * np.sin(theta)
+        half = _linear(a, b, dx, dy) <= apothem
+        inside = half if inside is None else inside & half
     return inside
 
 
+def _mask_of(kind: int, dx: np.ndarray, dy: np.ndarray, rot: np.ndarray) -> np.ndarray:
+    """Mask ``[m, s, s]`` of shape ``kind`` for images whose unit-radius offsets are ``dx, dy``."""
+    if kind in (0, 5):
+        r2 = (dx * dx) + (dy * dy)
+        return r2 <= 1.0 if kind == 0 else (r2 <= 1.0) & (r2 >= 0.55**2)
+    if kind in (1, 2, 3):
+        return _polygon(dx, dy, rot, {1: 3, 2: 4, 3: 6}[kind])
+    if kind == 4:
+        cos, sin = np.cos(rot), np.sin(rot)
+        ax = np.abs(_linear(cos, sin, dx, dy))
+        ay = np.abs(_linear(-sin, cos, dx, dy))
+        return (np.minimum(ax, ay) <= 0.33) & (np.maximum(ax, ay) <= 1.0)
+    raise ValueError(f"unknown shape id {kind}")
+
+
 def shape_mask(kind: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Masks ``[b, H, W]`` for shape ids ``kind [b]`` at unit-radius coordinates ``x, y [b, H, W]``."""
+    """Masks ``[b, H, W]`` for shape ids ``kind [b]`` at unit-radius coordinates ``x, y [b, H, W]``
+    (already rotated); the reference form of the masks :func:`render` draws."""
     r = np.sqrt(x**2 + y**2)
-    masks = {
-        0: r <= 1.0,
-        1: _polygon(x, y, 3),
-        2: _polygon(x, y, 4),
-        3: _polygon(x, y, 6),
-        4: ((np.abs(x) <= 0.33) & (np.abs(y) <= 1.0)) | ((np.abs(y) <= 0.33) & (np.abs(x) <= 1.0)),
-        5: (r <= 1.0) & (r >= 0.55),
-    }
     out = np.zeros(x.shape, dtype=bool)
-    for k, m in masks.items():
+    for k in range(len(SHAPES)):
         sel = kind == k
-        out[sel] = m[sel]
+        if not sel.any():
+            continue
+        xs, ys, rs = x[sel], y[sel], r[sel]
+        if k == 0:
+            m = rs <= 1.0
+        elif k == 5:
+            m = (rs <= 1.0) & (rs >= 0.55)
+        elif k == 4:
+            ax, ay = np.abs(xs), np.abs(ys)
+            m = ((ax <= 0.33) & (ay <= 1.0)) | ((ay <= 0.33) & (ax <= 1.0))
+        else:
+            sides = {1: 3, 2: 4, 3: 6}[k]
+            m = np.ones(xs.shape, dtype=bool)
+            for j in range(sides):
+                theta = np.pi / 2 + np.pi / sides + 2 * np.pi * j / sides
+                m &= xs * np.cos(theta) - ys * np.sin(theta) <= np.cos(np.pi / sides)
+        out[sel] = m
+    return out
+
+
+def render(factors: dict[str, np.ndarray], jitter: np.ndarray, size: int) -> np.ndarray:
+    """Draw images ``[m, 3, size, size]`` uint8 from factor ids ``[m]``, ``rotation [m]`` (radians)
+    and centre ``jitter [m, 2]`` (fractions of the side)."""
+    m = len(factors["shape"])
+    grid = (np.arange(size, dtype=np.float32) + 0.5) / size  # [s]
+    cx = 0.25 + 0.25 * factors["x"].astype(np.float32) + jitter[:, 0]
+    cy = 0.25 + 0.25 * factors["y"].astype(np.float32) + jitter[:, 1]
+    radius = np.asarray(_SIZE_RADIUS, dtype=np.float32)[factors["size"]]
+    dx_all = ((grid[None, :] - cx[:, None]) / radius[:, None])[:, None, :]  # [m, 1, s]
+    dy_all = ((grid[None, :] - cy[:, None]) / radius[:, None])[:, :, None]  # [m, s, 1]
+    rot = factors["rotation"].astype(np.float32)
+    out = np.empty((m, 3, size, size), dtype=np.uint8)
+    for kind in np.unique(factors["shape"]):
+        sel = np.flatnonzero(factors["shape"] == kind)
+        dx, dy, r = dx_all[sel], dy_all[sel], rot[sel]
+        mask = _mask_of(int(kind), dx, dy, r)[:, None]  # [j, 1, s, s]
+        fg = _FG_U8[factors["color"][sel]][:, :, None, None]  # [j, 3, 1, 1]
+        bg = _BG_U8[factors["background"][sel]][:, :, None, None]
+        img = np.where(mask, fg, bg)  # [j, 3, s, s]
+        striped = factors["texture"][sel] == 1
+        if striped.any():
+            st = np.flatnonzero(striped)
+            cos, sin = np.cos(r[st]), np.sin(r[st])
+            scale = np.float32(STRIPE_FREQ / np.pi)
+            u = _linear(cos * scale, sin * scale, dx[st], dy[st])  # rotated x, in half-periods
+            dark = (mask[st, 0] & ((np.floor(u).astype(np.int64) & 1) == 0))[:, None]  # sin(pi u) > 0
+            fg_dark = _FG_DARK_U8[factors["color"][sel][st]][:, :, None, None]
+            img[st] = np.where(dark, fg_dark, img[st])
+        out[sel] = img
     return out
 
 
@@ -74,12 +149,15 @@ class Shapes(StimulusSet):
         size: image side in pixels.
         seed: fixes every factor of every image.
         label_factor: which factor gives :meth:`labels` (one of ``FACTORS``).
+        cache_mb: rendered images are kept as uint8 up to this many megabytes (0: none).
     """
 
     modality = "vision"
     provides = frozenset({"images", "rgb_images", "labels", "captions", "factors"})
 
-    def __init__(self, n: int = 4000, size: int = 64, seed: int = 0, label_factor: str = "shape") -> None:
+    def __init__(
+        self, n: int = 4000, size: int = 64, seed: int = 0, label_factor: str = "shape", cache_mb: int = 512
+    ) -> None:
         if n < 1:
             raise UserError(f"shapes: n must be >= 1, got {n}")
         if size < 8:
@@ -92,14 +170,25 @@ class Shapes(StimulusSet):
         self._rotation = rng.uniform(0, 2 * np.pi, size=n).astype(np.float32)
         self._jitter = rng.uniform(-0.04, 0.04, size=(n, 2)).astype(np.float32)
         self.label_names = list(FACTORS[label_factor])
+        self._cacheable = n * 3 * size * size <= cache_mb * 2**20
+        self._cache: np.ndarray | None = None  # [n, 3, s, s] uint8, allocated on first use
+        self._rendered: np.ndarray | None = None  # [n] bool
 
     def __len__(self) -> int:
         return self.n
 
     def identity(self) -> dict:
-        return {"name": "shapes", "n": self.n, "size": self.size, "seed": self.seed, "version": 1}
+        return {
+            "name": "shapes",
+            "n": self.n,
+            "size": self.size,
+            "seed": self.seed,
+            "label_factor": self.label_factor,
+            "version": 2,
+        }
 
     def factors(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Factor ids ``[m]`` (index into ``FACTORS[name]``) and ``rotation [m]`` in radians."""
         idx = np.asarray(idx)
         out = {name: v[idx] for name, v in self._factors.items()}
         out["rotation"] = self._rotation[idx]
@@ -119,23 +208,22 @@ class Shapes(StimulusSet):
             out.append(f"a {size} {color} {texture}{shape} {where} on a {BACKGROUNDS[f['background'][i]]} background")
         return out
 
-    def images(self, idx: np.ndarray) -> torch.Tensor:
-        """Images ``[m, 3, size, size]`` in [0, 1]."""
+    def images_uint8(self, idx: np.ndarray) -> np.ndarray:
+        """Images ``[m, 3, size, size]`` uint8, from the cache where already rendered."""
         idx = np.asarray(idx, dtype=np.int64)
-        f = self.factors(idx)
-        s = self.size
-        grid = (np.arange(s, dtype=np.float32) + 0.5) / s  # [s]
-        cx = (0.25 + 0.25 * f["x"] + self._jitter[idx, 0])[:, None, None]
-        cy = (0.25 + 0.25 * f["y"] + self._jitter[idx, 1])[:, None, None]
-        radius = np.asarray(_SIZE_RADIUS, dtype=np.float32)[f["size"]][:, None, None]
-        dx = (grid[None, None, :] - cx) / radius
-        dy = (grid[None, :, None] - cy) / radius
-        cos, sin = np.cos(f["rotation"])[:, None, None], np.sin(f["rotation"])[:, None, None]
-        x, y = cos * dx + sin * dy, -sin * dx + cos * dy
-        mask = shape_mask(f["shape"], x, y)  # [m, s, s]
-        fg = HUE_RGB[f["color"]][:, None, None, :]  # [m, 1, 1, 3]
-        stripes = (np.sin(x * 9.0) > 0) & (f["texture"] == 1)[:, None, None]
-        fg_img = np.where(stripes[..., None], fg * 0.45, fg)
-        bg = BACKGROUND_RGB[f["background"]][:, None, None, :]
-        img = np.where(mask[..., None], fg_img, bg).astype(np.float32)
-        return torch.from_numpy(img).permute(0, 3, 1, 2).contiguous()
+        if len(idx) and (idx.min() < 0 or idx.max() >= self.n):
+            raise UserError(f"shapes: index out of range [0, {self.n}) (got {idx.min()}..{idx.max()})")
+        if not self._cacheable:
+            return render(self.factors(idx), self._jitter[idx], self.size)
+        if self._cache is None:
+            self._cache = np.empty((self.n, 3, self.size, self.size), dtype=np.uint8)
+            self._rendered = np.zeros(self.n, dtype=bool)
+        todo = np.unique(idx[~self._rendered[idx]])
+        if len(todo):
+            self._cache[todo] = render(self.factors(todo), self._jitter[todo], self.size)
+            self._rendered[todo] = True
+        return self._cache[idx]
+
+    def images(self, idx: np.ndarray) -> torch.Tensor:
+        """Images ``[m, 3, size, size]`` float32 in [0, 1]."""
+        return torch.from_numpy(np.multiply(self.images_uint8(idx), np.float32(1 / 255), dtype=np.float32))
