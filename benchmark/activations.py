@@ -2,12 +2,17 @@
 
 A store is a directory with ``acts.npy`` (``[n, d]``, float16 or float32), ``ids.npy``
 (``[n]`` int64: the sample index of each row in the task's sample set) and ``meta.json``.
-Nothing here holds more than one batch of activations in RAM.
+Nothing here holds more than one batch of activations in RAM: on-disk stores are read
+through a short-lived memory map per chunk (so pages of a store larger than RAM never pile up
+in the process's resident set) and written with plain file writes into a preallocated file
+(so a full disk is an ``OSError`` at the start, not a ``SIGBUS`` in the middle).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +38,8 @@ class ActivationStore:
         self.acts = acts
         self.ids = np.arange(len(acts), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
         self.name = name
+        #: ``(acts.npy path, data offset)`` when the rows live in a file (set by :meth:`open`)
+        self._file: tuple[Path, int] | None = None
 
     @classmethod
     def open(cls, path: str | Path) -> ActivationStore:
@@ -41,7 +48,9 @@ class ActivationStore:
         meta = json.loads((path / "meta.json").read_text())
         acts = np.load(path / "acts.npy", mmap_mode="r")
         ids = np.load(path / "ids.npy")
-        return cls(acts, ids, name=meta.get("name", str(path)))
+        store = cls(acts, ids, name=meta.get("name", str(path)))
+        store._file = (path / "acts.npy", int(acts.offset))
+        return store
 
     @classmethod
     def wrap(cls, acts: ActivationStore | np.ndarray | torch.Tensor, name: str = "activations") -> ActivationStore:
@@ -63,9 +72,40 @@ class ActivationStore:
     def __len__(self) -> int:
         return self.n
 
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` as a fresh array in the stored dtype.
+
+        For on-disk stores the rows are read through a memory map of just that range, dropped
+        right after the copy, so resident memory stays one chunk however large the file is.
+        """
+        start, stop = max(0, start), min(stop, self.n)
+        if self._file is None or stop <= start:
+            return np.array(self.acts[start:stop])
+        path, offset = self._file
+        row_bytes = self.d * self.acts.dtype.itemsize
+        view = np.memmap(path, dtype=self.acts.dtype, mode="r", offset=offset + start * row_bytes, shape=(stop - start, self.d))
+        try:
+            return np.array(view)
+        finally:
+            del view
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` (sorted indices) as a fresh array, through a map dropped after the copy."""
+        if self._file is None:
+            return np.asarray(self.acts[idx])
+        view = np.load(self._file[0], mmap_mode="r")
+        try:
+            return np.asarray(view[idx])
+        finally:
+            del view
+
     def rows(self, start: int, stop: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """Rows ``[stop - start, d]`` as float32 on ``device``."""
-        return torch.from_numpy(np.asarray(self.acts[start:stop], dtype=np.float32)).to(device)
+        """Rows ``[stop - start, d]`` as float32 on ``device``.
+
+        On a GPU the rows travel in the stored dtype (half the bytes for float16) and are
+        converted there.
+        """
+        return _to_float32(self._read(start, stop), device)
 
     def batches(
         self,
@@ -88,26 +128,44 @@ class ActivationStore:
         block = max(batch_size * 16, 1)
         starts = rng.permutation(np.arange(0, self.n, block))
         for bstart in starts:
-            chunk = np.asarray(self.acts[bstart : min(bstart + block, self.n)], dtype=np.float32)
+            chunk = self._read(bstart, min(bstart + block, self.n))
             chunk = chunk[rng.permutation(len(chunk))]
-            t = torch.from_numpy(chunk)
-            for s in range(0, len(t), batch_size):
-                yield t[s : s + batch_size].to(device)
+            for s in range(0, len(chunk), batch_size):
+                yield _to_float32(chunk[s : s + batch_size], device)
 
     def load(self, max_rows: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
         """All rows (or a seeded random sample of ``max_rows``) as one float32 tensor ``[m, d]``."""
         if max_rows is None or max_rows >= self.n:
             return self.rows(0, self.n, device)
         idx = np.sort(np.random.default_rng(seed).choice(self.n, size=max_rows, replace=False))
-        return torch.from_numpy(np.asarray(self.acts[idx], dtype=np.float32)).to(device)
+        return _to_float32(self._take(idx), device)
 
     def check_finite(self, where: str) -> None:
         """Raise a :class:`UserError` naming ``where`` if any value is NaN or infinite."""
         for start in range(0, self.n, 65536):
-            block = np.asarray(self.acts[start : start + 65536], dtype=np.float32)
+            block = self._read(start, start + 65536).astype(np.float32, copy=False)
             if not np.isfinite(block).all():
                 bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
                 raise UserError(f"{where}: {self.name} has NaN or Inf values (first in row {bad})")
+
+
+def _to_float32(rows: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """``[b, d]`` numpy rows -> float32 tensor on ``device`` (converted on the GPU when there)."""
+    if torch.device(device).type == "cuda":
+        return torch.from_numpy(np.ascontiguousarray(rows)).to(device, non_blocking=False).float()
+    return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+
+
+def _preallocate(fd: int, size: int, path: Path) -> None:
+    """Reserve ``size`` bytes for ``fd`` so that a full disk fails now with ``ENOSPC``."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OSError(exc.errno, f"{os.strerror(exc.errno)}: {size / 2**20:.0f} MiB needed for {path}") from exc
+        # file systems without fallocate (EOPNOTSUPP, EINVAL): the writes themselves will tell
+    except AttributeError:  # pragma: no cover - platforms without posix_fallocate
+        pass
 
 
 def write_store(
@@ -121,29 +179,54 @@ def write_store(
 ) -> ActivationStore:
     """Write ``[b, d]`` chunks (together ``len(ids)`` rows) into a store at ``path``.
 
-    The ``.npy`` file is created on the first chunk with its final size and filled chunk by
-    chunk, so memory is bounded by one chunk.
+    The ``.npy`` file is created on the first chunk with its final size (preallocated, so a
+    full disk raises ``OSError(ENOSPC)`` before any work is lost) and filled chunk by chunk with
+    file writes, so memory is bounded by one chunk.
     """
     path.mkdir(parents=True, exist_ok=True)
     n = len(ids)
     out = None
     row = 0
-    for chunk in chunks:
-        arr = chunk.detach().to("cpu", torch.float32).numpy()
+    try:
+        for chunk in chunks:
+            arr = chunk.detach().to("cpu", torch.float32).numpy().astype(np.dtype(dtype), copy=False)
+            if out is None:
+                out = _open_rows_file(path / "acts.npy", np.dtype(dtype), n, arr.shape[1])
+            if row + len(arr) > n:
+                raise RuntimeError(f"{name}: model yielded more rows than samples ({n})")
+            _write_rows(out, np.ascontiguousarray(arr))
+            row += len(arr)
+            if progress is not None:
+                progress(len(arr))
         if out is None:
-            out = open_memmap(path / "acts.npy", mode="w+", dtype=np.dtype(dtype), shape=(n, arr.shape[1]))
-        if row + len(arr) > n:
-            raise RuntimeError(f"{name}: model yielded more rows than samples ({n})")
-        out[row : row + len(arr)] = arr
-        row += len(arr)
-        if progress is not None:
-            progress(len(arr))
-    if out is None:
-        raise UserError(f"{name}: no samples to extract (empty split)")
-    if row != n:
-        raise RuntimeError(f"{name}: model yielded {row} rows for {n} samples")
-    out.flush()
-    del out
+            raise UserError(f"{name}: no samples to extract (empty split)")
+        if row != n:
+            raise RuntimeError(f"{name}: model yielded {row} rows for {n} samples")
+        out.flush()
+    finally:
+        if out is not None:
+            out.close()
     np.save(path / "ids.npy", np.asarray(ids, dtype=np.int64))
     (path / "meta.json").write_text(json.dumps({"name": name, "n": n, "dtype": dtype}))
     return ActivationStore.open(path)
+
+
+def _open_rows_file(path: Path, dtype: np.dtype, n: int, d: int):
+    """Create ``path`` as an ``[n, d]`` ``.npy`` (header written, data preallocated) and
+    return a binary file positioned at the first row."""
+    header = open_memmap(path, mode="w+", dtype=dtype, shape=(n, d))
+    offset = int(header.offset)
+    del header
+    f = open(path, "r+b")
+    try:
+        _preallocate(f.fileno(), offset + n * d * dtype.itemsize, path)
+        f.seek(offset)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _write_rows(f, rows: np.ndarray) -> None:
+    """Append ``rows`` (C-contiguous, stored dtype) at the file's position."""
+    f.write(memoryview(rows).cast("B"))
