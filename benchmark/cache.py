@@ -11,6 +11,7 @@ JSON are stored: no pickle.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -161,6 +162,15 @@ class Cache:
             os.rename(tmp, final)
             self._verified.add(final)
             return final
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise UserError(
+                    f"disk full: no space left under {self.root} while writing the {stage} entry "
+                    f"{key[:12]} ({exc}); nothing partial was kept. Free space there or point "
+                    "--cache-dir / $INTERPBENCH_CACHE at a larger disk, then run again to resume"
+                ) from exc
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
