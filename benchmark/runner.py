@@ -89,9 +89,13 @@ def build_dataset(spec: TaskSpec) -> StimulusSet:
     return data
 
 
-def metric_column(name: str, params: dict[str, Any], suffix: str = "") -> str:
-    """Column name: ``label_consistency[psychophysics]``, ``color_consistency[consistency n=32]``."""
-    parts = [str(params["protocol"])] if "protocol" in params else []
+def metric_column(name: str, params: dict[str, Any], suffix: str = "", protocol: str | None = None) -> str:
+    """Column name: ``label_consistency[psychophysics]``, ``color_consistency[consistency n=32]``.
+
+    The protocol (when the metric has one) comes first, then the settings the config sets.
+    """
+    protocol = params.get("protocol", protocol)
+    parts = [str(protocol)] if protocol else []
     parts += [f"{k}={v}" for k, v in sorted(params.items()) if k != "protocol"]
     if suffix:
         parts.append(suffix)
@@ -279,7 +283,7 @@ class Runner:
             values, status = self._score(metric, name, params, examples, top_parts, probe_key, samples, "score")
             chance = self._chance(metric, name, params, samples, probe_idx, probe_key, cell.seed)
             for suffix in metric.columns():
-                col = metric_column(name, params, metric.columns()[suffix])
+                col = metric_column(name, params, metric.columns()[suffix], getattr(metric, "protocol", None))
                 v = values.get(suffix, np.full(basis.k, np.nan))
                 mean, std = chance.get(suffix, (np.nan, np.nan))
                 for j in range(basis.k):
@@ -314,6 +318,9 @@ class Runner:
                 default=str,
             ),
         }
+        from benchmark.report.gallery import save_cell_gallery
+
+        save_cell_gallery(self, cell, samples, examples.bands[0.0], top_parts)  # the report's galleries (first seed)
         return rows, fit_row
 
     def _metric_parts(self, name: str, metric) -> dict:
@@ -323,11 +330,7 @@ class Runner:
         parts = {**self._metric_parts(name, metric), "top": top_parts, "samples": samples.identity()}
 
         def compute(tmp: Path) -> None:
-            reason = metric.skip_reason(samples)
-            if reason is None:
-                for suffix, v in metric.score_all(examples).items():
-                    np.save(tmp / f"score{suffix}.npy", np.asarray(v, dtype=np.float64))
-            (tmp / "status.json").write_text(json.dumps({"status": "ok" if reason is None else f"skipped: {reason}"}))
+            write_scores(tmp, metric, samples, examples)
 
         path = self.cache.get_or_compute(stage, parts, compute)
         status = json.loads((path / "status.json").read_text())["status"]
@@ -347,13 +350,9 @@ class Runner:
         }
 
         def compute(tmp: Path) -> None:
-            reason = metric.skip_reason(samples)
-            if reason is None:
-                ranked = random_sets(probe_idx, self.config.chance_sets, n, seed)
-                examples = TopExamples(samples, {q: ranked for q in set(quantiles) | {0.0}}, is_random=True)
-                for suffix, v in metric.score_all(examples).items():
-                    np.save(tmp / f"score{suffix}.npy", np.asarray(v, dtype=np.float64))
-            (tmp / "status.json").write_text(json.dumps({"status": "ok" if reason is None else f"skipped: {reason}"}))
+            ranked = random_sets(probe_idx, self.config.chance_sets, n, seed)
+            examples = TopExamples(samples, {q: ranked for q in set(quantiles) | {0.0}}, is_random=True)
+            write_scores(tmp, metric, samples, examples)
 
         path = self.cache.get_or_compute("chance", parts, compute)
         values = {p.stem[len("score") :]: np.load(p) for p in sorted(path.glob("score*.npy"))}
@@ -410,6 +409,25 @@ class Runner:
 
         scores, fits = read_tables(run_dir)
         return RunResult(run_dir, scores, fits, stage_times)
+
+
+def write_scores(out: Path, metric, samples: StimulusSet, examples) -> None:
+    """Score ``examples`` into ``out`` (``score<suffix>.npy`` + ``status.json``).
+
+    A metric that does not apply, or cannot be computed on these examples (a
+    :class:`UserError`, e.g. too few samples in a psychophysics band), is recorded as
+    ``skipped: <reason>``: never a crash of the run, never a silent zero.
+    """
+    reason = metric.skip_reason(samples)
+    if reason is None:
+        try:
+            scored = metric.score_all(examples)
+        except UserError as exc:
+            reason = str(exc)
+        else:
+            for suffix, v in scored.items():
+                np.save(out / f"score{suffix}.npy", np.asarray(v, dtype=np.float64))
+    (out / "status.json").write_text(json.dumps({"status": "ok" if reason is None else f"skipped: {reason}"}))
 
 
 def stage_table(records: Iterable) -> pd.DataFrame:

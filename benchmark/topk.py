@@ -63,19 +63,17 @@ class StreamingExtremes:
         return v, torch.gather(i, 1, pos)
 
     def result(self, quantile: float = 0.0) -> Ranked:
-        """The extremes as a :class:`Ranked` (numpy); raises if a band holds fewer than ``n``."""
-        short = int(self.count.min()) if len(self.count) else 0
-        if short < self.n:
-            j = int(self.count.argmin())
-            raise UserError(
-                f"band q={quantile}: direction {j} has only {short} probe samples inside it, "
-                f"{self.n} are needed per side; use a larger probe split or fewer trials/references"
-            )
+        """The extremes as a :class:`Ranked` (numpy), ``[k, m]`` with ``m <= n``.
+
+        When a band holds fewer than ``n`` samples for some direction, every direction keeps
+        only as many as the sparsest one has (metrics that need more report it as a skip).
+        """
+        keep = min(self.n, int(self.count.min())) if len(self.count) else 0
         return Ranked(
-            top_idx=self.top_id.cpu().numpy(),
-            top_val=self.top_val.cpu().numpy(),
-            bottom_idx=self.bot_id.cpu().numpy(),
-            bottom_val=self.bot_val.cpu().numpy(),
+            top_idx=self.top_id[:, :keep].cpu().numpy(),
+            top_val=self.top_val[:, :keep].cpu().numpy(),
+            bottom_idx=self.bot_id[:, :keep].cpu().numpy(),
+            bottom_val=self.bot_val[:, :keep].cpu().numpy(),
             quantile=quantile,
         )
 

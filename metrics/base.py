@@ -168,7 +168,7 @@ class SimilarityMetric(Metric):
 
     def columns(self) -> dict[str, str]:
         if self.protocol == "psychophysics":
-            return {"" if i == 0 else f"q{q:g}": f"q={q:g}" for i, q in enumerate(self.quantiles)}
+            return {"" if i == 0 else f"q{q:g}": "" if i == 0 else f"q={q:g}" for i, q in enumerate(self.quantiles)}
         return {"": ""}
 
     def gather(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
