@@ -121,13 +121,20 @@ class Runner:
     only_metrics: tuple[str, ...] = ()
     run_id: str | None = None
     progress: bool = True
-    executor: Executor = field(default_factory=LocalExecutor)
+    #: None: the one ``config.executor`` names (benchmark.executors.make_executor)
+    executor: Executor | None = None
+    #: with the ray executor, a running cluster's address (None starts a local one)
+    ray_address: str | None = None
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
 
     def __post_init__(self) -> None:
         from benchmark.env import resolve_device
 
         self.device = resolve_device(self.config.device)
+        if self.executor is None:
+            from benchmark.executors import make_executor
+
+            self.executor = make_executor(self.config.executor, self.ray_address)
         self._models: dict[str, Any] = {}
         self._data: dict[str, Any] = {}
         for name, reg in ((self.only_methods, METHODS), (self.only_metrics, METRICS)):
@@ -411,23 +418,28 @@ class Runner:
         return RunResult(run_dir, scores, fits, stage_times)
 
 
-def write_scores(out: Path, metric, samples: StimulusSet, examples) -> None:
-    """Score ``examples`` into ``out`` (``score<suffix>.npy`` + ``status.json``).
+def evaluate(metric, samples: StimulusSet, examples) -> tuple[dict[str, np.ndarray], str]:
+    """``({suffix: scores [k]}, status)`` of ``metric`` on ``examples``.
 
     A metric that does not apply, or cannot be computed on these examples (a
-    :class:`UserError`, e.g. too few samples in a psychophysics band), is recorded as
-    ``skipped: <reason>``: never a crash of the run, never a silent zero.
+    :class:`UserError`, e.g. too few samples in a psychophysics band), gives no scores and
+    status ``skipped: <reason>``: never a crash of the run, never a silent zero.
     """
     reason = metric.skip_reason(samples)
     if reason is None:
         try:
-            scored = metric.score_all(examples)
+            return {s: np.asarray(v, dtype=np.float64) for s, v in metric.score_all(examples).items()}, "ok"
         except UserError as exc:
             reason = str(exc)
-        else:
-            for suffix, v in scored.items():
-                np.save(out / f"score{suffix}.npy", np.asarray(v, dtype=np.float64))
-    (out / "status.json").write_text(json.dumps({"status": "ok" if reason is None else f"skipped: {reason}"}))
+    return {}, f"skipped: {reason}"
+
+
+def write_scores(out: Path, metric, samples: StimulusSet, examples) -> None:
+    """:func:`evaluate` into ``out``: ``score<suffix>.npy`` files and ``status.json``."""
+    scored, status = evaluate(metric, samples, examples)
+    for suffix, v in scored.items():
+        np.save(out / f"score{suffix}.npy", v)
+    (out / "status.json").write_text(json.dumps({"status": status}))
 
 
 def stage_table(records: Iterable) -> pd.DataFrame:
