@@ -9,6 +9,7 @@ Stages (each a cache entry, so a killed run resumes where it stopped)::
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import defaultdict
@@ -273,7 +274,7 @@ class Runner:
                 for q in quantiles
             }
 
-        examples = TopExamples(samples, load_bands(top_path))
+        examples = TopExamples(samples, load_bands(top_path), pool=probe_idx)
         base = {
             "schema_version": SCHEMA_VERSION,
             "model": task.spec.model,
@@ -358,7 +359,7 @@ class Runner:
 
         def compute(tmp: Path) -> None:
             ranked = random_sets(probe_idx, self.config.chance_sets, n, seed)
-            examples = TopExamples(samples, {q: ranked for q in set(quantiles) | {0.0}}, is_random=True)
+            examples = TopExamples(samples, {q: ranked for q in set(quantiles) | {0.0}}, is_random=True, pool=probe_idx)
             write_scores(tmp, metric, samples, examples)
 
         path = self.cache.get_or_compute("chance", parts, compute)
@@ -411,6 +412,7 @@ class Runner:
         (run_dir / "environment.json").write_text(json.dumps(environment(self.device), indent=1, sort_keys=True))
         stage_times = stage_table(self.cache.records)
         stage_times.to_csv(run_dir / "stages.csv", index=False)
+        _point_latest(run_dir)
         self.log(f"finished in {time.perf_counter() - start:.1f} s; results in {run_dir}")
         from benchmark.results import read_tables
 
@@ -440,6 +442,18 @@ def write_scores(out: Path, metric, samples: StimulusSet, examples) -> None:
     for suffix, v in scored.items():
         np.save(out / f"score{suffix}.npy", v)
     (out / "status.json").write_text(json.dumps({"status": status}))
+
+
+def _point_latest(run_dir: Path) -> None:
+    """Make ``runs/latest`` a symlink to ``run_dir`` (atomically replaced)."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(run_dir.name)
+        os.replace(tmp, link)
+    except OSError:  # file systems without symlinks: the run dir is printed anyway
+        tmp.unlink(missing_ok=True)
 
 
 def stage_table(records: Iterable) -> pd.DataFrame:
