@@ -1,4 +1,4 @@
-"""``interpbench run | list | leaderboard | cache``.
+"""``interpbench run | list | leaderboard | report | cache``.
 
 User errors exit with status 2 and one line on stderr; ``--debug`` shows the traceback.
 """
@@ -38,6 +38,9 @@ def cmd_run(args) -> int:
     )
     result = runner.run()
     text = build_leaderboards(result.scores, result.fits, result.run_dir / "leaderboards")
+    from benchmark.plots import build_plots
+
+    build_plots(result.scores, result.fits, result.run_dir / "plots")
     print(text)
     print(
         "stage times:\n" + result.stage_times.to_string(index=False, float_format=lambda x: f"{x:.2f}"), file=sys.stderr
@@ -75,7 +78,31 @@ def cmd_leaderboard(args) -> int:
     run_dir = Path(args.run)
     scores, fits = read_tables(run_dir)
     out = Path(args.out) if args.out else run_dir / "leaderboards"
-    print(build_leaderboards(scores, fits, out))
+    text = build_leaderboards(scores, fits, out)
+    if args.format == "md":
+        print(text)
+    else:
+        from benchmark.leaderboard import compute_leaderboards
+
+        print(compute_leaderboards(scores, fits).render(args.format))
+    print(f"leaderboards (md, csv, tex): {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args) -> int:
+    import time
+
+    from benchmark.report.build import build_report, report_size
+
+    start = time.perf_counter()
+    index = build_report(Path(args.run), Path(args.out) if args.out else None)
+    files, size = report_size(index.parent)
+    print(
+        f"report: {index} ({files} files, {size / 2**20:.1f} MB, {time.perf_counter() - start:.1f} s); "
+        f"open it in a browser, or serve it: python -m http.server -d {index.parent}",
+        file=sys.stderr,
+    )
+    print(index)
     return 0
 
 
@@ -118,7 +145,18 @@ def parser() -> argparse.ArgumentParser:
     lb = sub.add_parser("leaderboard", help="build leaderboards from a run directory")
     lb.add_argument("run", help="results/runs/<run_id>")
     lb.add_argument("--out", help="output folder (default RUN/leaderboards)")
+    lb.add_argument(
+        "--format",
+        choices=["md", "csv", "latex"],
+        default="md",
+        help="what to print (every format is written to the output folder)",
+    )
     lb.set_defaults(fn=cmd_leaderboard)
+
+    rp = sub.add_parser("report", help="build the static HTML report of a run directory")
+    rp.add_argument("run", help="results/runs/<run_id>")
+    rp.add_argument("--out", help="output folder (default RUN/report)")
+    rp.set_defaults(fn=cmd_report)
 
     c = sub.add_parser("cache", help="inspect or clear the stage cache")
     c.add_argument("action", choices=["info", "clear"])

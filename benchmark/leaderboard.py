@@ -1,142 +1,749 @@
-"""Results tables -> leaderboards (Markdown and CSV), one per task.
+"""Results tables -> leaderboards: one table per task and an overall ranking, in Markdown, CSV and LaTeX.
 
-Each metric cell is the median over directions (all seeds pooled) with a bootstrap 95%
-interval over directions, and the metric's chance level beside it; the best method in each
-column is marked. Fit statistics (directions, FVU, L0, dead fraction, fit time) sit beside
-the metrics so interpretability is read next to reconstruction cost.
+Everything is generated from the two results tables (``scores``, ``fits``); nothing is edited by
+hand, and regenerating from the same tables gives byte-identical files.
+
+Per task (model x layer x dataset), methods (one row per method *and* parameter setting, so an
+SAE sweep gives one row per sparsity) against metrics:
+
+- a metric cell is the median of the per-direction scores (all seeds pooled) with a percentile
+  bootstrap 95% interval over directions (:data:`N_BOOT` resamples, seeded from the cell's key, so
+  the numbers are reproducible); ``†`` marks an interval that contains the chance level, and the
+  best median of each column is bold (all tied bests are);
+- a chance row gives each metric's chance level: the mean (± std) of the metric on random
+  stimulus sets of the same size, drawn by the harness;
+- a skipped metric shows ``skipped: <reason>``; a metric not run for a method shows ``–``;
+- fit statistics sit beside the metrics: directions ``k``, FVU (mean-centred), L0, dead fraction,
+  fit seconds, and the downstream ``accuracy_recovered`` / ``loss_recovered`` when a method has them.
+
+Overall: each (task, headline metric) ranks the methods present in it by median (1 = best, ties
+share their mean rank, Borda-style); a method's score is its mean rank over all of them. Extra
+columns of a metric (``... q=0.25``) are shown but not ranked, so no metric counts twice. With
+several seeds, the method ranking is computed per seed and compared with Kendall's tau-b (mean over
+seed pairs); a task whose tau is below :data:`TAU_FLAG` is flagged as unstable.
+
+One table model (:class:`Table`) feeds every format: :func:`render_markdown`, :func:`render_csv`,
+:func:`render_latex`, and the HTML report.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import io
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from benchmark.errors import UserError
 from benchmark.results import TASK_KEYS, method_label
 
-N_BOOT = 1000
+N_BOOT = 10_000
+CI_LEVEL = 0.95
+TAU_FLAG = 0.6
+FORMATS = ("md", "csv", "latex")
+_SUFFIX = {"md": "md", "csv": "csv", "latex": "tex"}
+#: fit-table keys inside the ``extra`` JSON shown as columns when present: key -> header
+FIT_EXTRAS = {"accuracy_recovered": "acc. rec.", "loss_recovered": "loss rec."}
+DASH = "–"
+DAGGER = "†"
 
 
-def bootstrap_median_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the median of ``values [m]`` (NaNs dropped)."""
-    v = values[~np.isnan(values)]
-    if len(v) == 0:
-        return np.nan, np.nan
+# -- statistics ---------------------------------------------------------------------------------
+def stable_seed(*parts: Any) -> int:
+    """A 32-bit seed from the JSON of ``parts`` (same parts, same seed, on every machine)."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def bootstrap_median_ci(
+    values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = CI_LEVEL
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the median of ``values [m]`` (NaNs dropped).
+
+    The bootstrap distribution is that of ``np.median`` of ``m`` values drawn with replacement,
+    sampled ``n_boot`` times; the interval is its ``(1 - level) / 2`` and ``(1 + level) / 2``
+    percentiles (linear interpolation). ``(nan, nan)`` when no value is finite.
+
+    Each resample's median is drawn directly, in O(1) instead of O(m): drawing ``m`` indices
+    uniformly is ``floor(m * U)`` for ``m`` iid uniforms ``U``, and the middle order statistics of
+    uniforms are ``U_(r) ~ Beta(r, m - r + 1)`` and ``U_(r+1) = U_(r) + (1 - U_(r)) Beta(1, m - r)``;
+    the median is the sorted value at ``floor(m U_(r))`` (odd ``m``, ``r = (m + 1) / 2``) or the
+    mean of those at ``U_(r)`` and ``U_(r+1)`` (even ``m``, ``r = m / 2``). Same distribution as
+    resampling, without the ``n_boot x m`` work (tests check both agree).
+    """
+    v = np.sort(np.asarray(values, dtype=float).ravel())
+    v = v[np.isfinite(v)]
+    m = len(v)
+    if m == 0:
+        return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    meds = np.median(v[rng.integers(0, len(v), size=(n_boot, len(v)))], axis=1)
-    lo, hi = np.percentile(meds, [2.5, 97.5])
+    r = (m + 1) // 2
+    u_low = rng.beta(r, m - r + 1, size=n_boot)
+    low = v[np.minimum((u_low * m).astype(np.int64), m - 1)]
+    if m % 2:
+        medians = low
+    else:
+        u_high = u_low + (1.0 - u_low) * rng.beta(1, m - r, size=n_boot)
+        medians = (low + v[np.minimum((u_high * m).astype(np.int64), m - 1)]) / 2
+    lo, hi = np.percentile(medians, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
 
 
-@dataclass
-class Cell:
-    median: float
-    lo: float
-    hi: float
-    chance: float
-    status: str
+def average_ranks(medians: pd.Series, higher_is_better: bool) -> pd.Series:
+    """Rank 1 = best; ties share the mean of the ranks they span (NaNs stay NaN)."""
+    return medians.rank(ascending=not higher_is_better, method="average")
+
+
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b of two score vectors (ties handled); NaN when either is constant."""
+    from scipy.stats import kendalltau
+
+    if len(a) < 2:
+        return math.nan
+    tau = kendalltau(a, b).statistic
+    return float(tau) if tau is not None and np.isfinite(tau) else math.nan
+
+
+def _param_sort_key(params_json_str: str) -> tuple:
+    """Numbers sort as numbers, so ``k=4`` comes before ``k=16``."""
+    items = sorted(json.loads(params_json_str).items())
+    return tuple((k, (0, float(v), "") if isinstance(v, int | float) else (1, 0.0, str(v))) for k, v in items)
+
+
+def method_order(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """Distinct ``(method, method_params)`` of ``frame``, by method name then numeric parameters."""
+    pairs = set(zip(frame["method"], frame["method_params"]))
+    return sorted(pairs, key=lambda p: (p[0], _param_sort_key(p[1])))
+
+
+def headline_metrics(metrics: list[str]) -> list[str]:
+    """The metric columns that are ranked: all but the extra columns ``name[... q=0.25]`` whose
+    headline (the same name without that last ``q=`` part) is also present."""
+    present = set(metrics)
+    out = []
+    for m in metrics:
+        match = re.fullmatch(r"(.*?)(?: |\[)q=[^ \]]+\]", m)
+        if match:
+            base = match.group(1)
+            headline = base + "]" if "[" in base else base
+            if headline in present:
+                continue
+        out.append(m)
+    return out
+
+
+def metric_order(metrics) -> list[str]:
+    """Metric columns sorted by name, each extra column (``... q=0.25``) right after its headline."""
+    metrics = sorted(set(metrics))
+    heads = set(headline_metrics(metrics))
+
+    def key(m: str) -> tuple[str, int, str]:
+        if m in heads:
+            return (m, 0, m)
+        base = re.fullmatch(r"(.*?)(?: |\[)q=[^ \]]+\]", m).group(1)
+        return (base + "]" if "[" in base else base, 1, m)
+
+    return sorted(metrics, key=key)
 
 
 def summarise(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, method, params, metric): median, CI, chance, status."""
+    """One row per (task, method, params, metric): median, bootstrap CI, chance, status.
+
+    Directions of all seeds are pooled. ``status`` is ``"ok"`` when any seed scored the metric,
+    else the first skip reason. Columns: task keys, ``method, method_params, metric, median, lo,
+    hi, chance, chance_std, higher_is_better, status, n_values, n_seeds``.
+    """
     rows = []
     keys = [*TASK_KEYS, "method", "method_params", "metric"]
     for key, g in scores.groupby(keys, sort=True):
-        status = g["status"].iloc[0]
-        values = g["value"].to_numpy(dtype=float)
-        med = float(np.nanmedian(values)) if status == "ok" and np.isfinite(values).any() else np.nan
-        lo, hi = bootstrap_median_ci(values) if status == "ok" else (np.nan, np.nan)
+        ok = g[g["status"] == "ok"]
+        status = "ok" if len(ok) else str(sorted(g["status"].unique())[0])
+        values = ok["value"].to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if status == "ok" and len(finite):
+            med = float(np.median(finite))
+            lo, hi = bootstrap_median_ci(finite, seed=stable_seed(*key))
+        else:
+            med = lo = hi = math.nan
+        chance = ok.drop_duplicates("seed")
         rows.append(
             {
                 **dict(zip(keys, key)),
                 "median": med,
                 "lo": lo,
                 "hi": hi,
-                "chance": float(g["chance_mean"].mean()),
+                "chance": float(chance["chance_mean"].mean()) if len(chance) else math.nan,
+                "chance_std": float(chance["chance_std"].mean()) if len(chance) else math.nan,
                 "higher_is_better": bool(g["higher_is_better"].iloc[0]),
                 "status": status,
-                "n_values": int(np.isfinite(values).sum()),
+                "n_values": len(finite),
+                "n_seeds": int(g["seed"].nunique()),
             }
         )
-    return pd.DataFrame(rows)
+    columns = [*keys, "median", "lo", "hi", "chance", "chance_std", "higher_is_better", "status", "n_values", "n_seeds"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def fit_summary(fits: pd.DataFrame) -> pd.DataFrame:
-    cols = ["n_directions", "fvu", "l0", "dead_fraction", "fit_seconds"]
+    """Fit statistics per (task, method, params), averaged over seeds; ``extra`` keys of
+    :data:`FIT_EXTRAS` become columns."""
+    fits = fits.copy()
+    extras = [json.loads(e) if isinstance(e, str) and e else {} for e in fits.get("extra", [""] * len(fits))]
+    for key in FIT_EXTRAS:
+        fits[key] = [_as_float(e.get(key)) for e in extras]
+    cols = ["n_directions", "fvu", "l0", "dead_fraction", "fit_seconds", *FIT_EXTRAS]
     return fits.groupby([*TASK_KEYS, "method", "method_params"], sort=True)[cols].mean().reset_index()
 
 
-def task_table(summary: pd.DataFrame, fits: pd.DataFrame) -> pd.DataFrame:
-    """Methods x (metrics + fit stats) for one task, as display strings."""
-    metrics = list(dict.fromkeys(summary["metric"]))
-    rows = []
-    fit_s = fit_summary(fits)
-    for (method, params), g in summary.groupby(["method", "method_params"], sort=True):
-        row = {"method": method_label(method, params)}
-        for metric in metrics:
-            m = g[g["metric"] == metric]
-            if m.empty:
-                row[metric] = ""
+def _as_float(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def rank_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Ranks per (task, headline metric): task keys, ``method, method_params, metric, rank``."""
+    parts = []
+    for _, g in summary.groupby(TASK_KEYS, sort=True):
+        for metric in headline_metrics(sorted(g["metric"].unique())):
+            m = g[(g["metric"] == metric) & (g["status"] == "ok") & g["median"].notna()]
+            if len(m) < 1:
                 continue
-            r = m.iloc[0]
-            row[metric] = f"{r['median']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" if r["status"] == "ok" else r["status"]
-        f = fit_s[(fit_s["method"] == method) & (fit_s["method_params"] == params)]
-        if not f.empty:
-            f = f.iloc[0]
-            row.update(
-                {
-                    "k": int(f["n_directions"]),
-                    "FVU": f"{f['fvu']:.3f}",
-                    "L0": f"{f['l0']:.1f}",
-                    "dead": f"{f['dead_fraction']:.2f}",
-                    "fit s": f"{f['fit_seconds']:.1f}",
-                }
-            )
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    # mark the best per metric column
+            m = m.assign(rank=average_ranks(m["median"], bool(m["higher_is_better"].iloc[0])))
+            parts.append(m[[*TASK_KEYS, "method", "method_params", "metric", "rank"]])
+    if not parts:
+        return pd.DataFrame(columns=[*TASK_KEYS, "method", "method_params", "metric", "rank"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def seed_stability(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per task (and ``"overall"``): Kendall tau-b between the method rankings of each seed pair.
+
+    A seed's ranking orders methods by their mean rank over the task's headline metrics (medians
+    over that seed's directions). Columns: ``task, n_seeds, n_methods, tau_mean, tau_min, unstable``.
+    """
+    seeds = sorted(scores["seed"].unique())
+    per_seed = {}
+    for seed in seeds:
+        ranks = rank_table(_medians_only(scores[scores["seed"] == seed]))
+        per_seed[seed] = ranks
+    rows = []
+    tasks = sorted(set(zip(*(scores[k] for k in TASK_KEYS))))
+    targets: list[tuple[str, tuple | None]] = [(_task_label(t), t) for t in tasks] + [("overall", None)]
+    for label, task in targets:
+        mean_ranks = {}
+        for seed, r in per_seed.items():
+            if task is not None:
+                r = r[(r["model"] == task[0]) & (r["layer"] == task[1]) & (r["dataset"] == task[2])]
+            mean_ranks[seed] = r.groupby(["method", "method_params"])["rank"].mean()
+        taus = []
+        n_methods = 0
+        for a, b in itertools.combinations(seeds, 2):
+            common = mean_ranks[a].index.intersection(mean_ranks[b].index).sort_values()
+            n_methods = max(n_methods, len(common))
+            taus.append(kendall_tau(mean_ranks[a][common].to_numpy(), mean_ranks[b][common].to_numpy()))
+        finite = [t for t in taus if np.isfinite(t)]
+        tau_mean = float(np.mean(finite)) if finite else math.nan
+        rows.append(
+            {
+                "task": label,
+                "n_seeds": len(seeds),
+                "n_methods": n_methods,
+                "tau_mean": tau_mean,
+                "tau_min": float(np.min(finite)) if finite else math.nan,
+                "unstable": bool(np.isfinite(tau_mean) and tau_mean < TAU_FLAG),
+            }
+        )
+    return pd.DataFrame(rows, columns=["task", "n_seeds", "n_methods", "tau_mean", "tau_min", "unstable"])
+
+
+def _medians_only(scores: pd.DataFrame) -> pd.DataFrame:
+    """Like :func:`summarise` without the bootstrap (for per-seed rankings)."""
+    keys = [*TASK_KEYS, "method", "method_params", "metric"]
+    ok = scores[scores["status"] == "ok"]
+    if ok.empty:
+        return pd.DataFrame(columns=[*keys, "median", "higher_is_better", "status"])
+    med = ok.groupby(keys, sort=True).agg(median=("value", "median"), higher_is_better=("higher_is_better", "first"))
+    return med.reset_index().assign(status="ok")
+
+
+# -- the table model ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MetricCell:
+    """One metric of one method: the median with its interval, or why there is none."""
+
+    median: float
+    lo: float
+    hi: float
+    chance: float
+    status: str = "ok"
+    best: bool = False
+    n: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and np.isfinite(self.median)
+
+    @property
+    def includes_chance(self) -> bool:
+        """The 95% interval contains the chance level."""
+        return self.ok and np.isfinite(self.chance) and self.lo <= self.chance <= self.hi
+
+    def text(self) -> str:
+        if self.status != "ok":
+            return self.status
+        if not self.ok:
+            return DASH
+        mark = DAGGER if self.includes_chance else ""
+        return f"{fmt(self.median)} [{fmt(self.lo)}, {fmt(self.hi)}]{mark}"
+
+
+@dataclass(frozen=True)
+class ChanceCell:
+    """A metric's chance level: mean ± std over random stimulus sets."""
+
+    mean: float
+    std: float
+
+    def text(self) -> str:
+        if not np.isfinite(self.mean):
+            return DASH
+        return f"{fmt(self.mean)} ± {fmt(self.std)}" if np.isfinite(self.std) else fmt(self.mean)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column. ``kind``: ``"label"``, ``"metric"`` (cells are :class:`MetricCell`),
+    ``"int"`` or ``"float"`` (``digits`` decimals); ``arrow``: ``"↑"``, ``"↓"`` or ``""``."""
+
+    key: str
+    title: str
+    kind: str = "float"
+    digits: int = 3
+    arrow: str = ""
+    ranked: bool = True
+
+    @property
+    def header(self) -> str:
+        return f"{self.title} {self.arrow}" if self.arrow else self.title
+
+
+@dataclass
+class Row:
+    """A table row: ``values`` maps column keys to cell values; ``kind`` is ``"method"`` or
+    ``"chance"``; ``method``/``params`` identify the method row (for links and CSV)."""
+
+    values: dict[str, Any]
+    kind: str = "method"
+    method: str = ""
+    params: str = "{}"
+    flag: str = ""
+
+
+@dataclass
+class Table:
+    """A titled table with notes; every output format is rendered from it."""
+
+    slug: str
+    title: str
+    columns: list[Column]
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+    task: tuple[str, str, str] | None = None
+
+    def text(self, row: Row, col: Column) -> str:
+        """The display string of one cell (formats add their own emphasis for ``best``)."""
+        v = row.values.get(col.key)
+        if v is None:
+            return DASH
+        if isinstance(v, MetricCell | ChanceCell):
+            return v.text()
+        if col.kind == "int":
+            return str(int(v)) if np.isfinite(v) else DASH
+        if col.kind == "float":
+            return fmt(v, col.digits)
+        return str(v)
+
+    def is_best(self, row: Row, col: Column) -> bool:
+        v = row.values.get(col.key)
+        return isinstance(v, MetricCell) and v.best
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    """Fixed-point with ``digits`` decimals; NaN as a dash; never ``-0.000``."""
+    if x is None or not np.isfinite(x):
+        return DASH
+    s = f"{x:.{digits}f}"
+    return s[1:] if s.startswith("-") and float(s) == 0 else s
+
+
+def _task_label(task: tuple[str, str, str]) -> str:
+    return " / ".join(task)
+
+
+def task_slug(task: tuple[str, str, str]) -> str:
+    """File-name-safe ``model__layer__dataset``."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", "__".join(task))
+
+
+def task_table(
+    task: tuple[str, str, str], summary: pd.DataFrame, fits: pd.DataFrame, stability: dict | None = None
+) -> Table:
+    """The leaderboard of one task: method rows, a chance row, metric and fit columns."""
+    metrics = metric_order(summary["metric"].unique())
+    ranked = set(headline_metrics(metrics))
+    fit_s = fit_summary(fits) if len(fits) else fit_summary(_empty_fits())
+    pairs = method_order(pd.concat([summary[["method", "method_params"]], fit_s[["method", "method_params"]]]))
+    ranks = rank_table(summary).groupby(["method", "method_params"])["rank"].mean()
+
+    columns = [Column("method", "method", "label"), Column("rank", "rank", "float", 2, "↓")]
+    for metric in metrics:
+        hib = bool(summary.loc[summary["metric"] == metric, "higher_is_better"].iloc[0])
+        columns.append(Column(metric, metric, "metric", arrow="↑" if hib else "↓", ranked=metric in ranked))
+    fit_columns = [
+        Column("fvu", "FVU", "float", 3, "↓"),
+        Column("l0", "L0", "float", 1),
+        Column("dead_fraction", "dead", "float", 2, "↓"),
+        Column("fit_seconds", "fit s", "float", 2),
+    ]
+    for key, title in FIT_EXTRAS.items():
+        if len(fit_s) and fit_s[key].notna().any():
+            fit_columns.append(Column(key, title, "float", 3, "↑"))
+    columns += [Column("k", "k", "int"), *fit_columns]
+
+    best = _best_medians(summary)
+    rows = []
+    chance_values: dict[str, Any] = {"method": "chance (random sets)"}
     for metric in metrics:
         m = summary[(summary["metric"] == metric) & (summary["status"] == "ok")]
-        if m.empty or m["median"].isna().all():
-            continue
-        best = m.loc[m["median"].idxmax() if m["higher_is_better"].iloc[0] else m["median"].idxmin()]
-        label = method_label(best["method"], best["method_params"])
-        table.loc[table["method"] == label, metric] = "**" + table.loc[table["method"] == label, metric] + "**"
-    header = {}
-    for metric in metrics:
-        m = summary[summary["metric"] == metric].iloc[0]
-        arrow = "↑" if m["higher_is_better"] else "↓"
-        header[metric] = (
-            f"{metric} {arrow} (chance {m['chance']:.3f})" if np.isfinite(m["chance"]) else f"{metric} {arrow}"
+        chance_values[metric] = ChanceCell(
+            float(m["chance"].mean()) if len(m) else math.nan, float(m["chance_std"].mean()) if len(m) else math.nan
         )
-    return table.rename(columns=header)
+    rows.append(Row(chance_values, kind="chance"))
+    for method, params in pairs:
+        values: dict[str, Any] = {"method": method_label(method, params), "rank": ranks.get((method, params), math.nan)}
+        s = summary[(summary["method"] == method) & (summary["method_params"] == params)]
+        for r in s.itertuples():
+            values[r.metric] = MetricCell(
+                r.median, r.lo, r.hi, r.chance, r.status, best=r.median == best.get(r.metric), n=int(r.n_values)
+            )
+        f = fit_s[(fit_s["method"] == method) & (fit_s["method_params"] == params)]
+        if len(f):
+            f = f.iloc[0]
+            values.update(k=float(f["n_directions"]), **{c.key: float(f[c.key]) for c in fit_columns})
+        rows.append(Row(values, method=method, params=params))
+
+    n_seeds = int(summary["n_seeds"].max()) if len(summary) else 0
+    notes = [
+        f"Median over directions ({n_seeds} seed{'s' if n_seeds != 1 else ''} pooled) "
+        f"[bootstrap {CI_LEVEL:.0%} interval, {N_BOOT} resamples]; {DAGGER} the interval contains chance; "
+        "best median per column in bold; ↑/↓: higher/lower is better.",
+        "rank: mean rank over this task's metrics (1 = best, ties share ranks); "
+        "FVU: fraction of variance unexplained (mean-centred, probe split); L0: mean active directions per sample.",
+    ]
+    if stability is not None and np.isfinite(stability.get("tau_mean", math.nan)):
+        flag = f" **unstable: tau < {TAU_FLAG}**" if stability["unstable"] else ""
+        notes.append(
+            f"Seed stability: Kendall tau between per-seed method rankings {fmt(stability['tau_mean'], 2)} "
+            f"(min {fmt(stability['tau_min'], 2)}, {stability['n_seeds']} seeds).{flag}"
+        )
+    return Table(task_slug(task), _task_label(task), columns, rows, notes, task=task)
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(str(r[c]).replace("|", "\\|") for c in cols) + " |")
-    return "\n".join(lines) + "\n"
+def _empty_fits() -> pd.DataFrame:
+    from benchmark.results import FIT_COLUMNS
+
+    return pd.DataFrame(columns=FIT_COLUMNS)
 
 
-def build_leaderboards(scores: pd.DataFrame, fits: pd.DataFrame, out_dir: Path) -> str:
-    """Write one Markdown + CSV leaderboard per task into ``out_dir``; return the Markdown."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _best_medians(summary: pd.DataFrame) -> dict[str, float]:
+    best = {}
+    for metric, m in summary[(summary["status"] == "ok") & summary["median"].notna()].groupby("metric", sort=True):
+        best[metric] = m["median"].max() if m["higher_is_better"].iloc[0] else m["median"].min()
+    return best
+
+
+def overall_table(summary: pd.DataFrame, stability: pd.DataFrame) -> Table:
+    """Mean rank over every (task, headline metric), wins, and the mean rank within each task."""
+    ranks = rank_table(summary)
+    tasks = sorted(set(zip(*(summary[k] for k in TASK_KEYS))))
+    columns = [
+        Column("position", "#", "int"),
+        Column("method", "method", "label"),
+        Column("mean_rank", "mean rank", "float", 2, "↓"),
+        Column("wins", "wins", "int", arrow="↑"),
+        Column("n_ranked", "ranked in", "int"),
+    ]
+    columns += [Column(_task_label(t), _task_label(t), "float", 2, "↓") for t in tasks]
+    rows = []
+    if len(ranks):
+        per_method = ranks.groupby(["method", "method_params"])
+        mean_rank = per_method["rank"].mean()
+        top = ranks["rank"] == ranks.groupby([*TASK_KEYS, "metric"])["rank"].transform("min")
+        wins = ranks.assign(win=top).groupby(["method", "method_params"])["win"].sum()
+        count = per_method["rank"].size()
+        by_task = ranks.groupby(["method", "method_params", *TASK_KEYS])["rank"].mean()
+        order = sorted(mean_rank.index, key=lambda p: (mean_rank[p], p[0], _param_sort_key(p[1])))
+        for pos, (method, params) in enumerate(order, 1):
+            values: dict[str, Any] = {
+                "position": pos,
+                "method": method_label(method, params),
+                "mean_rank": float(mean_rank[(method, params)]),
+                "wins": wins[(method, params)],
+                "n_ranked": count[(method, params)],
+            }
+            for t in tasks:
+                values[_task_label(t)] = float(by_task.get((method, params, *t), math.nan))
+            rows.append(Row(values, method=method, params=params))
+    notes = [
+        "mean rank: over every task and headline metric (1 = best; ties share the mean of their ranks); "
+        "wins: first places (shared first places count for each); ranked in: how many (task, metric) rankings the method took part in; "
+        "per-task columns: the method's mean rank over that task's metrics.",
+    ]
+    overall = stability[stability["task"] == "overall"]
+    if len(overall) and np.isfinite(overall["tau_mean"].iloc[0]):
+        o = overall.iloc[0]
+        notes.append(
+            f"Seed stability of this ranking: Kendall tau {fmt(o['tau_mean'], 2)} (min {fmt(o['tau_min'], 2)}) "
+            f"over {o['n_seeds']} seeds."
+        )
+    flagged = stability[(stability["task"] != "overall") & stability["unstable"]]
+    if len(flagged):
+        notes.append(
+            f"**Unstable across seeds (Kendall tau < {TAU_FLAG}):** "
+            + "; ".join(f"{r.task} (tau {fmt(r.tau_mean, 2)})" for r in flagged.itertuples())
+            + "."
+        )
+    return Table("overall", "Overall ranking", columns, rows, notes)
+
+
+def stability_table(stability: pd.DataFrame) -> Table:
+    """Kendall tau between the per-seed method rankings, per task and overall."""
+    columns = [
+        Column("task", "task", "label"),
+        Column("n_seeds", "seeds", "int"),
+        Column("n_methods", "methods", "int"),
+        Column("tau_mean", "Kendall tau (mean)", "float", 2, "↑"),
+        Column("tau_min", "Kendall tau (min)", "float", 2, "↑"),
+        Column("flag", "flag", "label"),
+    ]
+    rows = []
+    for r in stability.itertuples() if stability["n_seeds"].max() > 1 else ():
+        flag = f"unstable (tau < {TAU_FLAG})" if r.unstable else ""
+        rows.append(Row({**r._asdict(), "flag": flag}))
+    notes = [
+        "Each seed ranks the methods by mean rank over the task's metrics; tau-b is computed for every pair "
+        f"of seeds; tasks with mean tau < {TAU_FLAG} are flagged."
+        if len(rows)
+        else "Only one seed ran: run several seeds (`seeds = [0, 1, 2]`) to measure how stable the ranking is."
+    ]
+    return Table("stability", "Ranking stability across seeds", columns, rows, notes)
+
+
+# -- renderers ----------------------------------------------------------------------------------
+def render_markdown(table: Table, level: int = 2) -> str:
+    """A GitHub-flavoured Markdown table with a heading and its notes."""
+    cols = table.columns
+    out = [f"{'#' * level} {table.title}", ""]
+    if table.rows:
+        out.append("| " + " | ".join(_md_escape(c.header) for c in cols) + " |")
+        out.append("|" + "|".join(":--" if c.kind == "label" else "--:" for c in cols) + "|")
+    for row in table.rows:
+        cells = []
+        for c in cols:
+            text = _md_escape(table.text(row, c))
+            if table.is_best(row, c) or (row.kind == "chance" and c.key == "method"):
+                text = f"**{text}**" if row.kind != "chance" else f"*{text}*"
+            cells.append(text)
+        out.append("| " + " | ".join(cells) + " |")
+    if table.rows:
+        out.append("")
+    out += [n + "\n" for n in table.notes]
+    return "\n".join(out)
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def render_csv(table: Table) -> str:
+    """Numbers for pandas: per metric ``<m>``, ``<m> ci_low``, ``<m> ci_high``, ``<m> chance``,
+    ``<m> status``, ``<m> best``; fit columns as numbers; method name and params JSON separate."""
+    records = []
+    for row in table.rows:
+        if row.kind != "method" and table.slug != "stability":
+            continue
+        rec: dict[str, Any] = {}
+        for c in table.columns:
+            v = row.values.get(c.key)
+            if c.key == "method" and row.method:
+                rec["method"] = row.values["method"]
+                rec["method_name"] = row.method
+                rec["method_params"] = row.params
+            elif c.kind == "metric":
+                cell = v if isinstance(v, MetricCell) else MetricCell(math.nan, math.nan, math.nan, math.nan, "")
+                rec[c.key] = cell.median
+                rec[f"{c.key} ci_low"] = cell.lo
+                rec[f"{c.key} ci_high"] = cell.hi
+                rec[f"{c.key} chance"] = cell.chance
+                rec[f"{c.key} status"] = cell.status
+                rec[f"{c.key} best"] = cell.best
+            else:
+                rec[c.key] = v
+        records.append(rec)
+    buf = io.StringIO()
+    pd.DataFrame(records).to_csv(buf, index=False, float_format="%.6g", lineterminator="\n")
+    return buf.getvalue()
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "±": r"$\pm$",
+    "–": "--",
+    DAGGER: r"$^\dagger$",
+}
+
+
+def latex_escape(s: str) -> str:
+    """Escape LaTeX specials (and the arrows, ±, dash, dagger this module writes)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in s)
+
+
+def render_latex(table: Table) -> str:
+    """A booktabs ``table`` (needs ``\\usepackage{booktabs}``); best cells in bold."""
+    cols = table.columns
+    spec = "".join("l" if c.kind == "label" else "r" for c in cols)
+    out = [
+        "% needs \\usepackage{booktabs, graphicx}",
+        "\\begin{table}[t]",
+        "\\centering",
+        "\\small",
+        f"\\caption{{{latex_escape(table.title)}. {latex_escape(' '.join(n.replace('**', '') for n in table.notes))}}}",
+        f"\\label{{tab:{re.sub(r'[^A-Za-z0-9:-]+', '-', table.slug)}}}",
+        "\\resizebox{\\textwidth}{!}{%",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(latex_escape(c.header) for c in cols) + " \\\\",
+        "\\midrule",
+    ]
+    for row in table.rows:
+        cells = []
+        for c in cols:
+            text = latex_escape(table.text(row, c))
+            if table.is_best(row, c):
+                text = f"\\textbf{{{text}}}"
+            elif row.kind == "chance" or (isinstance(row.values.get(c.key), MetricCell) and not row.values[c.key].ok):
+                text = f"\\textit{{{text}}}"
+            cells.append(text)
+        out.append(" & ".join(cells) + " \\\\")
+        if row.kind == "chance":
+            out.append("\\midrule")
+    out += ["\\bottomrule", "\\end{tabular}}", "\\end{table}", ""]
+    return "\n".join(out)
+
+
+RENDERERS = {"md": render_markdown, "csv": render_csv, "latex": render_latex}
+
+
+# -- building -----------------------------------------------------------------------------------
+@dataclass
+class Leaderboards:
+    """Every table of a run: the overall ranking, seed stability and one table per task."""
+
+    overall: Table
+    stability: Table
+    tasks: list[Table]
+    summary: pd.DataFrame
+    stability_frame: pd.DataFrame
+
+    def all_tables(self) -> list[Table]:
+        return [self.overall, self.stability, *self.tasks]
+
+    def render(self, fmt_name: str = "md") -> str:
+        """All tables in one document of format ``md``, ``csv`` or ``latex``."""
+        if fmt_name not in RENDERERS:
+            raise UserError(f"unknown leaderboard format {fmt_name!r} (valid: {', '.join(FORMATS)})")
+        if fmt_name == "md":
+            parts = ["# Leaderboards", ""] + [render_markdown(t) for t in self.all_tables()]
+            return "\n".join(parts)
+        if fmt_name == "latex":
+            return "\n".join(render_latex(t) for t in self.all_tables())
+        return "\n".join(f"# {t.title}\n{render_csv(t)}" for t in self.all_tables())
+
+
+def compute_leaderboards(scores: pd.DataFrame, fits: pd.DataFrame) -> Leaderboards:
+    """The table model of a run's results (no files written)."""
+    if scores.empty:
+        raise UserError("the scores table is empty: nothing to put on a leaderboard")
     summary = summarise(scores)
-    summary.to_csv(out_dir / "summary.csv", index=False)
-    parts = []
-    for (model, layer, dataset), g in summary.groupby(TASK_KEYS, sort=True):
-        f = fits[(fits["model"] == model) & (fits["layer"] == layer) & (fits["dataset"] == dataset)]
-        table = task_table(g, f)
-        slug = f"{model}__{layer}__{dataset}".replace("/", "_").replace(":", "_")
-        table.to_csv(out_dir / f"{slug}.csv", index=False)
-        md = f"## {model} / {layer} / {dataset}\n\nMedian over directions [bootstrap 95% CI]; best per column in bold.\n\n"
-        md += to_markdown(table)
-        (out_dir / f"{slug}.md").write_text(md)
-        parts.append(md)
-    text = "# Leaderboards\n\n" + "\n".join(parts)
-    (out_dir / "README.md").write_text(text)
+    stability = seed_stability(scores)
+    stab_by_task = {r["task"]: r for r in stability.to_dict("records")}
+    tasks = []
+    for task, g in summary.groupby(TASK_KEYS, sort=True):
+        f = fits[(fits["model"] == task[0]) & (fits["layer"] == task[1]) & (fits["dataset"] == task[2])]
+        tasks.append(task_table(task, g, f, stab_by_task.get(_task_label(task))))
+    return Leaderboards(overall_table(summary, stability), stability_table(stability), tasks, summary, stability)
+
+
+def build_leaderboards(
+    scores: pd.DataFrame, fits: pd.DataFrame, out_dir: Path, formats: tuple[str, ...] = FORMATS
+) -> str:
+    """Write every table in ``formats`` to ``out_dir`` and return the Markdown of all of them.
+
+    Files: ``README.md`` (all tables), ``overall.*``, ``stability.*``, ``<model>__<layer>__<dataset>.*``
+    (``.md``, ``.csv``, ``.tex``), and ``summary.csv`` (the long table: one row per task, method,
+    params and metric, with median, interval, chance and rank).
+    """
+    for f in formats:
+        if f not in RENDERERS:
+            raise UserError(f"unknown leaderboard format {f!r} (valid: {', '.join(FORMATS)})")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    boards = compute_leaderboards(scores, fits)
+    for table in boards.all_tables():
+        for f in formats:
+            _write(out_dir / f"{table.slug}.{_SUFFIX[f]}", RENDERERS[f](table))
+    ranks = rank_table(boards.summary)
+    long = boards.summary.merge(ranks, on=[*TASK_KEYS, "method", "method_params", "metric"], how="left")
+    buf = io.StringIO()
+    long.to_csv(buf, index=False, float_format="%.6g", lineterminator="\n")
+    _write(out_dir / "summary.csv", buf.getvalue())
+    text = boards.render("md")
+    _write(out_dir / "README.md", text)
     return text
+
+
+def _write(path: Path, text: str) -> None:
+    """Write only when the content changed (keeps mtimes of unchanged files)."""
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    path.write_text(text, encoding="utf-8")
+
+
+def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Fill ``out_dir`` (the committed ``results/``) from a run: leaderboards, plots, README.md.
+
+    See :func:`benchmark.report.readme.write_results_readme`.
+    """
+    from benchmark.report.readme import write_results_readme as write
+
+    return write(run_dir, out_dir)

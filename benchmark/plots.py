@@ -1,0 +1,290 @@
+"""Leaderboard figures (matplotlib, Agg; PNG and SVG), byte-stable across regenerations.
+
+Per task (model x layer x dataset) two figures:
+
+- ``<slug>__pareto``: each metric against L0 (left) and against FVU (right): one point per method
+  with its bootstrap 95% interval, and methods run at several settings (an SAE ``k`` sweep) joined
+  into a curve in order of the x value, as SAEBench compares SAEs along the sparsity Pareto
+  front; chance is a grey band (mean ± std of the metric on random stimulus sets);
+- ``<slug>__scores``: the per-direction scores of every method (box plot with each direction as
+  a dot, all seeds pooled), so a median never hides a bimodal method.
+
+Files are deterministic: SVGs use a fixed ``svg.hashsalt`` and no date, PNGs carry no metadata,
+and the dot jitter is seeded. Figures are a function of the tables, so :func:`build_plots` skips
+drawing when ``out_dir/.tables.sha256`` says these tables were already drawn there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.leaderboard import fit_summary, method_order, metric_order, summarise, task_slug
+from benchmark.results import TASK_KEYS, method_label
+
+PLOT_FORMATS = ("png", "svg")
+#: bump when the figures change, so cached figures are redrawn
+PLOTS_VERSION = "1"
+_RC = {
+    "svg.hashsalt": "interpbench",
+    "svg.fonttype": "path",
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "figure.dpi": 100,
+}
+#: fixed colours for the built-in methods so a method looks the same in every figure
+_PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]  # fmt: skip
+_KNOWN = ["neurons", "random", "pca", "ica", "kmeans", "nmf", "sparse_coding", "sae_l1", "sae_topk", "file"]
+
+
+def method_color(method: str) -> str:
+    """A stable colour per method name (built-ins fixed, others by a hash of the name)."""
+    if method in _KNOWN:
+        return _PALETTE[_KNOWN.index(method) % len(_PALETTE)]
+    import hashlib
+
+    return _PALETTE[int(hashlib.sha256(method.encode()).hexdigest(), 16) % len(_PALETTE)]
+
+
+def pareto_series(summary: pd.DataFrame, fits: pd.DataFrame, metric: str, x: str = "l0") -> dict[str, pd.DataFrame]:
+    """Per method name, its points for one task and metric, sorted by ``x``.
+
+    Args:
+        summary: :func:`benchmark.leaderboard.summarise` rows of one task.
+        fits: fit rows of the same task.
+        metric: the metric column.
+        x: ``"l0"`` or ``"fvu"``.
+
+    Returns:
+        ``{method: DataFrame[x, median, lo, hi, label]}`` with one row per parameter setting whose
+        metric was scored; a method with several rows is drawn as a curve.
+    """
+    fs = fit_summary(fits)
+    s = summary[(summary["metric"] == metric) & (summary["status"] == "ok") & summary["median"].notna()]
+    merged = s.merge(fs, on=[*TASK_KEYS, "method", "method_params"], how="inner")
+    out = {}
+    for method, g in merged.groupby("method", sort=True):
+        g = g.assign(x=g[x].astype(float), label=[method_label(m, p) for m, p in zip(g["method"], g["method_params"])])
+        g = g[np.isfinite(g["x"])].sort_values(["x", "label"], kind="stable")
+        if len(g):
+            out[method] = g[["x", "median", "lo", "hi", "label"]].reset_index(drop=True)
+    return out
+
+
+def _chance_band(ax, summary: pd.DataFrame, metric: str, horizontal: bool = True) -> None:
+    m = summary[(summary["metric"] == metric) & (summary["status"] == "ok")]
+    if m.empty or not np.isfinite(m["chance"]).any():
+        return
+    mean, std = float(m["chance"].mean()), float(np.nan_to_num(m["chance_std"].mean()))
+    ax.axhspan(mean - std, mean + std, color="0.6", alpha=0.25, lw=0, zorder=0)
+    ax.axhline(mean, color="0.4", lw=0.8, ls="--", zorder=0.5, label="chance ± std")
+
+
+def _split_metrics(summary: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """``(drawn metrics, notes on the metrics that were skipped everywhere in this task)``."""
+    drawn, notes = [], []
+    for metric in metric_order(summary["metric"].unique()):
+        reason = _metric_reason(summary, metric)
+        (drawn if reason is None else notes).append(metric if reason is None else f"{metric}: {reason}")
+    return drawn, notes
+
+
+def _footnote(fig, notes: list[str]) -> None:
+    if notes:
+        fig.text(0.01, 0.0, "not shown: " + "; ".join(notes), fontsize=8, color="0.35", ha="left", va="top")
+
+
+def _log_x(ax) -> None:
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _metric_reason(summary: pd.DataFrame, metric: str) -> str | None:
+    m = summary[summary["metric"] == metric]
+    if (m["status"] == "ok").any() and m["median"].notna().any():
+        return None
+    return str(m["status"].iloc[0]) if len(m) and m["status"].iloc[0] != "ok" else "no finite scores"
+
+
+def pareto_figure(summary: pd.DataFrame, fits: pd.DataFrame, title: str):
+    """The metric-vs-L0 and metric-vs-FVU figure of one task (rows = metrics)."""
+    import matplotlib.pyplot as plt
+
+    metrics, notes = _split_metrics(summary)
+    height = 2.6 * max(1, len(metrics)) + 0.6
+    fig, axes = plt.subplots(max(1, len(metrics)), 2, figsize=(10, height), squeeze=False)
+    handles: dict[str, object] = {}
+    for i, metric in enumerate(metrics):
+        hib = bool(summary.loc[summary["metric"] == metric, "higher_is_better"].iloc[0])
+        for j, (x, xlabel) in enumerate((("l0", "L0 (active directions per sample)"), ("fvu", "FVU"))):
+            ax = axes[i, j]
+            ax.set_title(f"{metric} {'↑' if hib else '↓'}", loc="left")
+            _chance_band(ax, summary, metric)
+            series = pareto_series(summary, fits, metric, x)
+            xs = []
+            for method, pts in series.items():
+                yerr = np.vstack([pts["median"] - pts["lo"], pts["hi"] - pts["median"]])
+                line = ax.errorbar(
+                    pts["x"],
+                    pts["median"],
+                    yerr=np.clip(np.nan_to_num(yerr), 0, None),
+                    color=method_color(method),
+                    marker="o",
+                    ms=5,
+                    lw=1.4 if len(pts) > 1 else 0,
+                    elinewidth=0.9,
+                    capsize=2,
+                    label=method,
+                )
+                handles.setdefault(method, line)
+                xs += list(pts["x"])
+            positive = [v for v in xs if v > 0]
+            if x == "l0" and positive and max(positive) / min(positive) > 20:
+                _log_x(ax)
+            if x == "fvu" and xs and max(xs) < 0.02:  # full-rank bases: FVU ~ 1e-13, not a range to zoom into
+                ax.set_xlim(-0.002, 0.02)
+            if i == len(metrics) - 1:
+                ax.set_xlabel(xlabel)
+    if not metrics:
+        for ax in axes[0]:
+            ax.set_axis_off()
+    chance = [h for ax in axes.ravel() for h in ax.get_lines() if h.get_label() == "chance ± std"][:1]
+    labels = list(handles) + (["chance ± std"] if chance else [])
+    if labels:
+        fig.legend(list(handles.values()) + chance, labels, loc="upper right", ncol=min(6, len(labels)), frameon=False)
+    fig.suptitle(title, fontsize=10, x=0.01, y=1.0 - 0.08 / height, ha="left", va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
+    _footnote(fig, notes)
+    return fig
+
+
+def scores_figure(scores: pd.DataFrame, summary: pd.DataFrame, title: str):
+    """Per metric, the per-direction score distribution of every method (box + dots)."""
+    import matplotlib.pyplot as plt
+
+    metrics, notes = _split_metrics(summary)
+    pairs = method_order(summary)
+    labels = [method_label(m, p) for m, p in pairs]
+    width = max(6.0, 0.6 * len(pairs) + 2.5)
+    height = 2.8 * max(1, len(metrics)) + 0.4
+    fig, axes = plt.subplots(max(1, len(metrics)), 1, figsize=(width, height), squeeze=False)
+    rng = np.random.default_rng(0)
+    tilt = len(pairs) > 4
+    for i, metric in enumerate(metrics):
+        ax = axes[i, 0]
+        hib = bool(summary.loc[summary["metric"] == metric, "higher_is_better"].iloc[0])
+        ax.set_title(f"{metric} {'↑' if hib else '↓'}: per-direction scores", loc="left")
+        _chance_band(ax, summary, metric)
+        m = scores[(scores["metric"] == metric) & (scores["status"] == "ok")]
+        data = []
+        for method, params in pairs:
+            v = m.loc[(m["method"] == method) & (m["method_params"] == params), "value"].to_numpy(dtype=float)
+            data.append(v[np.isfinite(v)])
+        positions = np.arange(1, len(pairs) + 1)
+        keep = [k for k, d in enumerate(data) if len(d)]
+        if keep:
+            ax.boxplot(
+                [data[k] for k in keep],
+                positions=positions[keep],
+                widths=0.6,
+                showfliers=False,
+                medianprops={"color": "black", "lw": 1.4},
+                boxprops={"color": "0.3"},
+                whiskerprops={"color": "0.3"},
+                capprops={"color": "0.3"},
+            )
+        for k, ((method, _), d) in enumerate(zip(pairs, data)):
+            jitter = rng.uniform(-0.22, 0.22, size=len(d))
+            ax.scatter(positions[k] + jitter, d, s=8, alpha=0.6, color=method_color(method), lw=0, zorder=3)
+        show_labels = i == len(metrics) - 1
+        ax.set_xticks(positions, labels if show_labels else [""] * len(labels), rotation=30 if tilt else 0,
+                      ha="right" if tilt else "center")  # fmt: skip
+        ax.set_xlim(0.4, len(pairs) + 0.6)
+    if not metrics:
+        axes[0, 0].set_axis_off()
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    fig.tight_layout()
+    _footnote(fig, notes)
+    return fig
+
+
+def save_figure(fig, base: Path, formats: tuple[str, ...] = PLOT_FORMATS) -> list[Path]:
+    """Save ``fig`` as ``base.<fmt>`` without dates or software tags; closes the figure."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for f in formats:
+        path = base.with_suffix(f".{f}")
+        meta = {"Date": None, "Creator": None} if f == "svg" else {"Software": None}
+        if f == "pdf":
+            meta = {"CreationDate": None, "Creator": None, "Producer": None}
+        fig.savefig(path, format=f, metadata=meta, bbox_inches="tight", dpi=100)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def build_plots(
+    scores: pd.DataFrame, fits: pd.DataFrame, out_dir: Path, formats: tuple[str, ...] = PLOT_FORMATS
+) -> dict[str, dict[str, Path]]:
+    """Write both figures of every task into ``out_dir``.
+
+    Returns:
+        ``{task_slug: {"pareto": base path, "scores": base path}}`` (paths without suffix).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarise(scores)
+    written: dict[str, dict[str, Path]] = {}
+    for task in summary.groupby(TASK_KEYS, sort=True).groups:
+        slug = task_slug(task)
+        written[slug] = {"pareto": out_dir / f"{slug}__pareto", "scores": out_dir / f"{slug}__scores"}
+    stamp = out_dir / ".tables.sha256"
+    digest = _tables_digest(scores, fits, formats)
+    expected = [p.with_suffix(f".{f}") for d in written.values() for p in d.values() for f in formats]
+    if stamp.exists() and stamp.read_text() == digest and all(p.exists() for p in expected):
+        return written  # the same tables were already drawn: figures are a function of them
+    with plt.rc_context(_RC):
+        for task, g in summary.groupby(TASK_KEYS, sort=True):
+            slug = task_slug(task)
+            title = " / ".join(task)
+            in_task = (fits["model"] == task[0]) & (fits["layer"] == task[1]) & (fits["dataset"] == task[2])
+            s_task = scores[(scores["model"] == task[0]) & (scores["layer"] == task[1]) & (scores["dataset"] == task[2])]
+            pareto = out_dir / f"{slug}__pareto"
+            dist = out_dir / f"{slug}__scores"
+            save_figure(pareto_figure(g, fits[in_task], title), pareto, formats)
+            save_figure(scores_figure(s_task, g, title), dist, formats)
+    stamp.write_text(digest)
+    return written
+
+
+def _tables_digest(scores: pd.DataFrame, fits: pd.DataFrame, formats: tuple[str, ...]) -> str:
+    """Content hash of the tables, the plotting code version and matplotlib's version."""
+    import hashlib
+
+    import matplotlib
+
+    h = hashlib.sha256(f"{PLOTS_VERSION}|{matplotlib.__version__}|{formats}".encode())
+    for df in (scores, fits):
+        h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+        h.update("|".join(df.columns).encode())
+    return h.hexdigest()
+
+

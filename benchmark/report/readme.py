@@ -1,0 +1,148 @@
+"""What a run was (config, tasks, environment) and the generated ``results/README.md``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark.results import TASK_KEYS
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _plugin_text(spec: dict) -> str:
+    parts = [f"{k}={v}" for k, v in sorted((spec.get("params") or {}).items())]
+    parts += [f"{k} in {list(v)}" for k, v in sorted((spec.get("sweep") or {}).items())]
+    return f"{spec['name']}({', '.join(parts)})" if parts else spec["name"]
+
+
+def describe_run(run_dir: Path, fits: pd.DataFrame | None = None) -> dict[str, Any]:
+    """A JSON-able description of a run from its directory: config, tasks, environment, stages.
+
+    Keys: ``run_id, config_name, seeds, chance_sets, methods, metrics, tasks`` (one dict per
+    model x layer x dataset with fit/probe sample counts), ``environment`` and ``stages``.
+    """
+    run_dir = Path(run_dir)
+    config = _read_json(run_dir / "config.json")
+    env = _read_json(run_dir / "environment.json")
+    tasks = []
+    for spec in config.get("tasks", []):
+        for layer in spec.get("layers", []):
+            row = {
+                "model": spec["model"],
+                "layer": layer,
+                "dataset": spec["dataset"],
+                "dataset_params": ", ".join(f"{k}={v}" for k, v in sorted((spec.get("dataset_params") or {}).items())),
+                "n_fit": "",
+                "n_probe": "",
+            }
+            if fits is not None and len(fits):
+                f = fits[(fits["model"] == row["model"]) & (fits["layer"] == layer) & (fits["dataset"] == row["dataset"])]
+                if len(f):
+                    row.update(n_fit=int(f["n_fit"].iloc[0]), n_probe=int(f["n_probe"].iloc[0]), modality=f["modality"].iloc[0])
+            tasks.append(row)
+    if not tasks and fits is not None and len(fits):
+        for key, f in fits.groupby(TASK_KEYS, sort=True):
+            tasks.append({**dict(zip(TASK_KEYS, key)), "dataset_params": "", "n_fit": int(f["n_fit"].iloc[0]),
+                          "n_probe": int(f["n_probe"].iloc[0])})  # fmt: skip
+    stages = []
+    if (run_dir / "stages.csv").exists():
+        stages = pd.read_csv(run_dir / "stages.csv").to_dict("records")
+    run_id = str(fits["run_id"].iloc[0]) if fits is not None and len(fits) else run_dir.name
+    return {
+        "run_id": run_id,
+        "config_name": config.get("name", "?"),
+        "config_source": config.get("source", ""),
+        "seeds": config.get("seeds", sorted(fits["seed"].unique().tolist()) if fits is not None and len(fits) else []),
+        "chance_sets": config.get("chance_sets", ""),
+        "methods": [_plugin_text(m) for m in config.get("methods", [])],
+        "metrics": [_plugin_text(m) for m in config.get("metrics", [])],
+        "tasks": tasks,
+        "environment": env,
+        "stages": stages,
+    }
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    def esc(x: Any) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Fill ``out_dir`` (e.g. the committed ``results/``) from one run directory.
+
+    Writes ``out_dir/leaderboards/*`` (Markdown, CSV, LaTeX), ``out_dir/plots/*`` (PNG, SVG),
+    ``out_dir/environment.json`` and ``out_dir/README.md``: what was run, on what, with which
+    versions, and the tables. Deterministic: the same run gives the same files.
+    """
+    from benchmark.leaderboard import build_leaderboards, compute_leaderboards, render_markdown
+    from benchmark.plots import build_plots
+    from benchmark.results import read_tables
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    scores, fits = read_tables(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    build_leaderboards(scores, fits, out_dir / "leaderboards")
+    plots = build_plots(scores, fits, out_dir / "plots")
+    boards = compute_leaderboards(scores, fits)
+    info = describe_run(run_dir, fits)
+    env = info["environment"]
+    if env:
+        (out_dir / "environment.json").write_text(json.dumps(env, indent=1, sort_keys=True) + "\n")
+
+    md = [
+        f"# interpbench results: `{info['config_name']}`",
+        "",
+        "Generated from the results tables of run "
+        f"`{info['run_id']}` by `benchmark.report.readme.write_results_readme`; do not edit by hand. "
+        "Each metric cell is the median over directions with its bootstrap 95% interval; the chance row "
+        "gives the metric on random stimulus sets of the same size. See `leaderboards/` for CSV and LaTeX.",
+        "",
+        "## What was run",
+        "",
+        f"- config: `{info['config_name']}` ({info['config_source']}); seeds {info['seeds']}; "
+        f"{info['chance_sets']} random sets per chance level",
+        f"- methods: {', '.join(f'`{m}`' for m in info['methods']) or '(see tables)'}",
+        f"- metrics: {', '.join(f'`{m}`' for m in info['metrics']) or '(see tables)'}",
+        "",
+        _md_table(
+            ["model", "layer", "dataset", "dataset params", "fit samples", "probe samples"],
+            [[t["model"], t["layer"], t["dataset"], t["dataset_params"], t["n_fit"], t["n_probe"]] for t in info["tasks"]],
+        ),
+    ]
+    if env:
+        md += [
+            "## Environment",
+            "",
+            f"Python {env.get('python', '?')} on {env.get('platform', '?')}; device `{env.get('device', '?')}`"
+            + (f" ({env['gpu']})" if env.get("gpu") else "")
+            + f"; {env.get('torch_threads', '?')} torch threads.",
+            "",
+            _md_table(["package", "version"], [[k, v] for k, v in sorted(env.get("packages", {}).items())]),
+        ]
+    md += [render_markdown(boards.overall), render_markdown(boards.stability)]
+    for table in boards.tasks:
+        md.append(render_markdown(table))
+        p = plots.get(table.slug)
+        if p:
+            md.append(
+                f"![{table.title}: metrics against L0 and FVU](plots/{p['pareto'].name}.png)\n\n"
+                f"![{table.title}: per-direction scores](plots/{p['scores'].name}.png)\n"
+            )
+    path = out_dir / "README.md"
+    text = "\n".join(md)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    return path
