@@ -266,7 +266,9 @@ def build_plots(
             slug = task_slug(task)
             title = " / ".join(task)
             in_task = (fits["model"] == task[0]) & (fits["layer"] == task[1]) & (fits["dataset"] == task[2])
-            s_task = scores[(scores["model"] == task[0]) & (scores["layer"] == task[1]) & (scores["dataset"] == task[2])]
+            s_task = scores[
+                (scores["model"] == task[0]) & (scores["layer"] == task[1]) & (scores["dataset"] == task[2])
+            ]
             pareto = out_dir / f"{slug}__pareto"
             dist = out_dir / f"{slug}__scores"
             save_figure(pareto_figure(g, fits[in_task], title), pareto, formats)
@@ -286,5 +288,3 @@ def _tables_digest(scores: pd.DataFrame, fits: pd.DataFrame, formats: tuple[str,
         h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
         h.update("|".join(df.columns).encode())
     return h.hexdigest()
-
-

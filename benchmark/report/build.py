@@ -175,4 +175,3 @@ def report_size(path: Path) -> tuple[int, int]:
     """``(files, bytes)`` under ``path``."""
     files = [p for p in Path(path).rglob("*") if p.is_file()]
     return len(files), sum(p.stat().st_size for p in files)
-

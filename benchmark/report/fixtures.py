@@ -18,7 +18,14 @@ from benchmark.results import FIT_COLUMNS, SCHEMA_VERSION, SCORE_COLUMNS, params
 VISION = ("shapes_cnn", "conv2", "shapes")
 LANGUAGE = ("bytes_1l", "mlp", "textmix")
 #: planted median of the headline metric per method row (vision; language reorders per seed)
-PLANTED = {"neurons": 0.70, "pca": 0.80, "random": 0.60, "sae_topk(k=2)": 0.74, "sae_topk(k=4)": 0.77, "sae_topk(k=8)": 0.72}
+PLANTED = {
+    "neurons": 0.70,
+    "pca": 0.80,
+    "random": 0.60,
+    "sae_topk(k=2)": 0.74,
+    "sae_topk(k=4)": 0.77,
+    "sae_topk(k=8)": 0.72,
+}
 METHODS = [
     ("neurons", {}),
     ("pca", {}),
@@ -37,7 +44,9 @@ def _label(method: str, params: dict) -> str:
     return method if not params else f"{method}({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})"
 
 
-def sample_tables(k: int = 9, seeds: tuple[int, ...] = (0, 1, 2), run_id: str = "sample") -> tuple[pd.DataFrame, pd.DataFrame]:
+def sample_tables(
+    k: int = 9, seeds: tuple[int, ...] = (0, 1, 2), run_id: str = "sample"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(scores, fits)`` in the results schema: 2 tasks x 6 method rows x ``seeds`` x 3 metrics.
 
     Per-direction values are ``planted median + offsets`` with symmetric offsets, so each cell's

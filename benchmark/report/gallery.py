@@ -142,7 +142,13 @@ def write_gallery(out: Path, samples, ranked, meta: dict[str, Any]) -> None:
         directions.append(d)
     if "images" in set(samples.provides):
         _write_sprite(out / "sprite.png", samples, directions, n_show)
-    doc = {"version": GALLERY_VERSION, **meta, "modality": samples.modality, "n_directions": k, "directions": directions}
+    doc = {
+        "version": GALLERY_VERSION,
+        **meta,
+        "modality": samples.modality,
+        "n_directions": k,
+        "directions": directions,
+    }
     (out / "gallery.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=True))
 
 
@@ -172,7 +178,10 @@ def save_cell_gallery(runner, cell, samples, ranked, top_parts: dict) -> None:
         dest = run_dir / "galleries" / task_slug(task)
         dest.mkdir(parents=True, exist_ok=True)
         name = method_slug(cell.method, pjson)
-        for src, target in ((entry / "gallery.json", dest / f"{name}.json"), (entry / "sprite.png", dest / f"{name}.png")):
+        for src, target in (
+            (entry / "gallery.json", dest / f"{name}.json"),
+            (entry / "sprite.png", dest / f"{name}.png"),
+        ):
             if src.exists() and (not target.exists() or target.read_bytes() != src.read_bytes()):
                 shutil.copyfile(src, target)
     except Exception as exc:  # a by-product: never stop the grid for it

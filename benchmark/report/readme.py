@@ -45,9 +45,13 @@ def describe_run(run_dir: Path, fits: pd.DataFrame | None = None) -> dict[str, A
                 "n_probe": "",
             }
             if fits is not None and len(fits):
-                f = fits[(fits["model"] == row["model"]) & (fits["layer"] == layer) & (fits["dataset"] == row["dataset"])]
+                f = fits[
+                    (fits["model"] == row["model"]) & (fits["layer"] == layer) & (fits["dataset"] == row["dataset"])
+                ]
                 if len(f):
-                    row.update(n_fit=int(f["n_fit"].iloc[0]), n_probe=int(f["n_probe"].iloc[0]), modality=f["modality"].iloc[0])
+                    row.update(
+                        n_fit=int(f["n_fit"].iloc[0]), n_probe=int(f["n_probe"].iloc[0]), modality=f["modality"].iloc[0]
+                    )
             tasks.append(row)
     if not tasks and fits is not None and len(fits):
         for key, f in fits.groupby(TASK_KEYS, sort=True):
@@ -119,7 +123,10 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
         "",
         _md_table(
             ["model", "layer", "dataset", "dataset params", "fit samples", "probe samples"],
-            [[t["model"], t["layer"], t["dataset"], t["dataset_params"], t["n_fit"], t["n_probe"]] for t in info["tasks"]],
+            [
+                [t["model"], t["layer"], t["dataset"], t["dataset_params"], t["n_fit"], t["n_probe"]]
+                for t in info["tasks"]
+            ],
         ),
     ]
     if env:
