@@ -98,8 +98,14 @@ def _split_metrics(summary: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 
 def _footnote(fig, notes: list[str]) -> None:
+    """A grey line at the bottom of the figure (space reserved by :func:`_bottom`)."""
     if notes:
-        fig.text(0.01, 0.0, "not shown: " + "; ".join(notes), fontsize=8, color="0.35", ha="left", va="top")
+        fig.text(0.01, 0.06 / fig.get_figheight(), "not shown: " + "; ".join(notes), fontsize=8, color="0.35")
+
+
+def _bottom(fig, notes: list[str]) -> float:
+    """Figure fraction kept free at the bottom for the footnote."""
+    return 0.3 / fig.get_figheight() if notes else 0.0
 
 
 def _log_x(ax) -> None:
@@ -165,7 +171,7 @@ def pareto_figure(summary: pd.DataFrame, fits: pd.DataFrame, title: str):
     if labels:
         fig.legend(list(handles.values()) + chance, labels, loc="upper right", ncol=min(6, len(labels)), frameon=False)
     fig.suptitle(title, fontsize=10, x=0.01, y=1.0 - 0.08 / height, ha="left", va="top")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
+    fig.tight_layout(rect=(0, _bottom(fig, notes), 1, 1 - 0.35 / height))
     _footnote(fig, notes)
     return fig
 
@@ -215,7 +221,7 @@ def scores_figure(scores: pd.DataFrame, summary: pd.DataFrame, title: str):
     if not metrics:
         axes[0, 0].set_axis_off()
     fig.suptitle(title, fontsize=10, x=0.01, ha="left")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, _bottom(fig, notes), 1, 1))
     _footnote(fig, notes)
     return fig
 
@@ -230,16 +236,23 @@ def save_figure(fig, base: Path, formats: tuple[str, ...] = PLOT_FORMATS) -> lis
         meta = {"Date": None, "Creator": None} if f == "svg" else {"Software": None}
         if f == "pdf":
             meta = {"CreationDate": None, "Creator": None, "Producer": None}
-        fig.savefig(path, format=f, metadata=meta, bbox_inches="tight", dpi=100)
+        fig.savefig(path, format=f, metadata=meta, dpi=100)
         paths.append(path)
     plt.close(fig)
     return paths
 
 
 def build_plots(
-    scores: pd.DataFrame, fits: pd.DataFrame, out_dir: Path, formats: tuple[str, ...] = PLOT_FORMATS
+    scores: pd.DataFrame,
+    fits: pd.DataFrame,
+    out_dir: Path,
+    formats: tuple[str, ...] = PLOT_FORMATS,
+    reuse: Path | None = None,
 ) -> dict[str, dict[str, Path]]:
     """Write both figures of every task into ``out_dir``.
+
+    ``reuse``: another plots folder (e.g. the run's own ``plots/``); when it holds the figures of
+    these very tables, they are copied instead of drawn.
 
     Returns:
         ``{task_slug: {"pareto": base path, "scores": base path}}`` (paths without suffix).
@@ -261,6 +274,15 @@ def build_plots(
     expected = [p.with_suffix(f".{f}") for d in written.values() for p in d.values() for f in formats]
     if stamp.exists() and stamp.read_text() == digest and all(p.exists() for p in expected):
         return written  # the same tables were already drawn: figures are a function of them
+    if reuse is not None and (Path(reuse) / stamp.name).exists():
+        sources = [Path(reuse) / p.name for p in expected]
+        if (Path(reuse) / stamp.name).read_text() == digest and all(p.exists() for p in sources):
+            import shutil
+
+            for src, dst in zip(sources, expected):
+                shutil.copyfile(src, dst)
+            stamp.write_text(digest)
+            return written
     with plt.rc_context(_RC):
         for task, g in summary.groupby(TASK_KEYS, sort=True):
             slug = task_slug(task)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import Table, compute_leaderboards, fmt
+from benchmark.leaderboard import Table, compute_leaderboards, fmt, metric_order
 from benchmark.report.gallery import THUMB_PX, method_slug, read_galleries
 from benchmark.report.readme import describe_run
 from benchmark.results import method_label, read_tables
@@ -75,7 +75,9 @@ def _direction_scores(scores: pd.DataFrame, task: tuple, method: str, params: st
         & (scores["seed"] == seed)
     ]
     out: dict[int, list] = {}
-    for r in s.sort_values(["direction", "metric"], kind="stable").itertuples():
+    position = {m: i for i, m in enumerate(metric_order(s["metric"].unique()))}
+    s = s.assign(_order=s["metric"].map(position))
+    for r in s.sort_values(["direction", "_order"], kind="stable").itertuples():
         if r.status != "ok":
             continue
         value, chance = float(r.value), float(r.chance_mean)
@@ -99,7 +101,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 
     out.mkdir(parents=True, exist_ok=True)
     _copy(HERE / "static" / "style.css", out / "static" / "style.css")
-    plots = build_plots(scores, fits, out / "plots")
+    plots = build_plots(scores, fits, out / "plots", reuse=run_dir / "plots")
 
     tasks_ctx = []
     for table in boards.tasks:

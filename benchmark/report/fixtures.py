@@ -116,3 +116,115 @@ def sample_tables(
 def hash_order(label: str) -> int:
     """A fixed small integer per method label (for the per-seed reshuffle)."""
     return sum(ord(c) for c in label) % 5
+
+
+XSS = "<script>alert(1)</script>"
+
+
+class TinyImages:
+    """A stand-in stimulus set: solid-colour squares whose captions include an HTML payload."""
+
+    modality = "vision"
+    provides = frozenset({"images", "rgb_images", "labels", "captions"})
+    label_names = ["red", "green", "blue"]
+
+    def __init__(self, n: int = 60) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def labels(self, idx):
+        return np.asarray(idx) % 3
+
+    def images(self, idx):
+        import torch
+
+        idx = np.asarray(idx)
+        out = torch.zeros(len(idx), 3, 16, 16)
+        for row, i in enumerate(idx):
+            out[row, i % 3] = 0.4 + 0.6 * (i / self.n)
+            out[row, :, 4:12, 4:12] = 1.0 if i % 2 else 0.0
+        return out
+
+    def captions(self, idx):
+        return [XSS if i == 0 else f'a "{self.label_names[i % 3]}" square #{i} & more' for i in np.asarray(idx)]
+
+
+class TinyTexts:
+    """A stand-in token set: contexts with the active token marked ``«so»``, one of them hostile."""
+
+    modality = "language"
+    provides = frozenset({"texts", "captions", "labels", "tokens"})
+    label_names = ["html", "python"]
+
+    def __len__(self) -> int:
+        return 60
+
+    def labels(self, idx):
+        return np.asarray(idx) % 2
+
+    def texts(self, idx):
+        return [
+            f"def f{i}(x):\n    «return» x + {i}  # ünïcödé" if i % 2 else f"<p>{XSS}«<b>»{i}</b>"
+            for i in np.asarray(idx)
+        ]
+
+    def captions(self, idx):
+        return self.texts(idx)
+
+
+def write_sample_run(run_dir, k: int = 9, seeds: tuple[int, ...] = (0, 1, 2)):
+    """A complete run directory from :func:`sample_tables`: tables, config, environment, galleries."""
+    from pathlib import Path
+
+    from benchmark.leaderboard import task_slug
+    from benchmark.report.gallery import method_slug, write_gallery
+    from benchmark.results import write_tables
+    from metrics.base import Ranked
+
+    run_dir = Path(run_dir)
+    scores, fits = sample_tables(k=k, seeds=seeds)
+    write_tables(run_dir, scores, fits)
+    config = {
+        "name": "sample",
+        "source": "hand-made",
+        "seeds": list(seeds),
+        "chance_sets": 16,
+        "tasks": [
+            {"model": t[0], "layers": [t[1]], "dataset": t[2], "dataset_params": {"n": 60}} for t in (VISION, LANGUAGE)
+        ],
+        "methods": [
+            {"name": "neurons"},
+            {"name": "pca"},
+            {"name": "random"},
+            {"name": "sae_topk", "sweep": {"k": [2, 4, 8]}},
+        ],
+        "metrics": [
+            {"name": "label_consistency", "params": {"protocol": "psychophysics"}},
+            {"name": "color_consistency"},
+        ],
+    }
+    (run_dir / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+    env = {"python": "3.11", "platform": "test", "device": "cpu", "torch_threads": 2, "packages": {"interpbench": "0"}}
+    (run_dir / "environment.json").write_text(json.dumps(env, indent=1, sort_keys=True))
+    rng = np.random.default_rng(0)
+    for task, samples in ((VISION, TinyImages()), (LANGUAGE, TinyTexts())):
+        for method, params in METHODS:
+            pjson = params_json(params)
+            top = np.stack([rng.permutation(60)[:8] for _ in range(k)])
+            top[0, 0] = 0  # the hostile caption is the first top stimulus of direction 0
+            bottom = np.stack([rng.permutation(60)[:8] for _ in range(k)])
+            vals = np.sort(rng.normal(size=(k, 8)))[:, ::-1].copy()
+            ranked = Ranked(top, vals, bottom, -vals)
+            dest = run_dir / "galleries" / task_slug(task)
+            tmp = dest / "tmp"
+            tmp.mkdir(parents=True, exist_ok=True)
+            meta = {"task": list(task), "method": method, "method_params": pjson, "seed": seeds[0]}
+            write_gallery(tmp, samples, ranked, meta)
+            name = method_slug(method, pjson)
+            (tmp / "gallery.json").rename(dest / f"{name}.json")
+            if (tmp / "sprite.png").exists():
+                (tmp / "sprite.png").rename(dest / f"{name}.png")
+            tmp.rmdir()
+    return scores, fits
