@@ -61,6 +61,7 @@ class KMeansBasis(Basis):
     def __post_init__(self) -> None:
         if self.centroids is None:
             self.centroids = self.directions.clone()
+        self.centroids = self.centroids.contiguous()  # same layout after save/load: identical codes
 
     def _prep(self, acts: Tensor) -> Tensor:
         return unit_rows(acts) if self.cosine else acts

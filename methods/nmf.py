@@ -139,6 +139,8 @@ class NMFBasis(Basis):
             self.components = self.directions.clone()
         if self.shift is None:
             self.shift = torch.zeros(self.directions.shape[1], dtype=self.directions.dtype)
+        # the same memory layout before and after save/load, so codes are bit-identical
+        self.components, self.shift = self.components.contiguous(), self.shift.contiguous()
 
     def encode(self, acts: Tensor) -> Tensor:
         """Non-negative codes ``[n, k]`` of ``acts [n, d]``."""

@@ -1,0 +1,57 @@
+"""Shared helpers of the method tests: registered methods with cheap settings, toy layers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from benchmark.activations import ActivationStore
+
+# Small settings so every method fits a toy layer in about a second; only the fields a
+# method has are used.
+CHEAP = {
+    "n_components": 6,
+    "max_iter": 30,
+    "epochs": 1,
+    "steps": 200,
+    "n_steps": 200,
+    "total_steps": 200,
+    "batch_size": 128,
+    "encode_iters": 20,
+    "fista_iters": 20,
+    "k": 3,
+    "topk": 3,
+}
+# Methods whose number of directions is bounded by d (k > d is an error for them).
+K_AT_MOST_D = {"neurons", "random", "pca", "ica", "nmf"}
+
+
+def method_names() -> list[str]:
+    """Every registered built-in method except ``file`` (which loads a basis, it fits nothing)."""
+    from benchmark.registry import METHODS
+
+    return [n for n in METHODS.names() if n != "file"]
+
+
+def make_method(name: str, **overrides):
+    """Instantiate registered method ``name`` with cheap settings, or skip the test naming why."""
+    from benchmark.errors import UserError
+    from benchmark.registry import METHODS
+
+    try:
+        cls = METHODS.get(name)
+    except (ImportError, AttributeError, UserError) as err:
+        pytest.skip(f"method {name!r} is registered but not implemented yet: {err}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    params = {k: v for k, v in {**CHEAP, **overrides}.items() if k in fields}
+    return cls(**params)
+
+
+def toy_layer(n: int = 600, d: int = 12, seed: int = 0, name: str = "toy_model/layer3") -> ActivationStore:
+    """A non-negative, skewed toy layer ``[n, d]`` (sparse exponential sources, mixed)."""
+    rng = np.random.default_rng(seed)
+    sources = rng.exponential(size=(n, d)) * (rng.random((n, d)) < 0.3)
+    mixing = np.abs(rng.normal(size=(d, d))) + 0.1 * np.eye(d)
+    return ActivationStore((sources @ mixing).astype(np.float32), name=name)
