@@ -23,13 +23,16 @@ def _cache(args):
 
 def cmd_run(args) -> int:
     from benchmark.config import load_config
+    from benchmark.executors import make_executor
     from benchmark.leaderboard import build_leaderboards
     from benchmark.runner import Runner
 
     config = load_config(args.config)
+    executor = args.executor or ("ray" if args.ray_address else config.executor)
     runner = Runner(
         config,
         _cache(args),
+        executor=make_executor(executor, args.ray_address),
         results_dir=Path(args.results_dir),
         only_methods=tuple(args.only_method or ()),
         only_metrics=tuple(args.only_metric or ()),
@@ -135,6 +138,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--only-metric", action="append", help="score only this metric (repeatable)")
     r.add_argument("--run-id", help="name of the run directory (default: config name + hash)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument(
+        "--executor", choices=["local", "ray"], help="run cells here, or as Ray tasks (default: the config's executor)"
+    )
+    r.add_argument("--ray-address", metavar="ADDR", help="a running Ray cluster (host:port); default starts a local one")
     r.set_defaults(fn=cmd_run)
 
     ls = sub.add_parser("list", help="list registered plugins")
