@@ -74,11 +74,12 @@ class Results:
                 cols[m] = table[m]
                 cols[f"{m} chance"] = chance_t[m]
             table = pd.DataFrame(cols)
-        fits = self.fits.assign(
-            method=[method_label(m, p) for m, p in zip(self.fits["method"], self.fits["method_params"])]
-        )
-        stats = fits.groupby(keys, sort=False)[list(FIT_STATS)].mean().rename(columns=FIT_STATS)
-        table = table.join(stats, how="left")
+        if len(self.fits) and {"method", "method_params", *FIT_STATS} <= set(self.fits.columns):
+            fits = self.fits.assign(
+                method=[method_label(m, p) for m, p in zip(self.fits["method"], self.fits["method_params"])]
+            )
+            stats = fits.groupby(keys, sort=False)[list(FIT_STATS)].mean().rename(columns=FIT_STATS)
+            table = table.join(stats, how="left")
         if "k" in table:
             table["k"] = table["k"].round().astype("Int64")
         first = metrics[0]
@@ -169,7 +170,7 @@ class Results:
             parts.append("<p>(no scores)</p>")
         for task, g in board.groupby(level=TASK_KEYS, sort=True) if not board.empty else []:
             parts.append(f"<h4>{esc(' / '.join(map(str, task)))}</h4>")
-            shown = g.droplevel(TASK_KEYS).copy()
+            shown = g.droplevel(TASK_KEYS).reset_index()
             rename = {}
             for col in shown.columns:
                 m = summary[summary["metric"] == col]
@@ -178,7 +179,7 @@ class Results:
                     chance = float(m["chance"].mean())
                     rename[col] = f"{col} {arrow}" + (f" (chance {chance:.3f})" if np.isfinite(chance) else "")
             shown = shown.rename(columns=rename)
-            parts.append(shown.to_html(escape=True, float_format=lambda v: f"{v:.3f}", na_rep="skipped"))
+            parts.append(shown.to_html(index=False, escape=True, float_format=lambda v: f"{v:.3f}", na_rep="skipped"))
         if self.galleries:
             parts.append("<h3>Top stimuli of the best directions</h3>")
             parts.append(galleries_html(self.galleries))

@@ -219,3 +219,57 @@ def test_doc_python_example_runs(tmp_path, cache_dir, monkeypatch):
     imported = namespace["imported"]
     assert set(imported.scores["method"]) == {"file"} and (imported.scores["status"] == "ok").all()
     assert imported.scores["direction"].nunique() == 2 * namespace["pca"].k  # signed pairs
+
+
+# -- galleries of text stimuli ----------------------------------------------------------------------
+class _Texts:
+    """A text stimulus set whose contexts say which sample they are."""
+
+    modality = "language"
+    provides = frozenset({"texts", "tokens", "labels"})
+    label_names = ["even", "odd"]
+
+    def texts(self, idx):
+        return [f"context <{int(i)}>" for i in idx]
+
+    def tokens(self, idx):
+        return [f"t{int(i)}" for i in idx]
+
+    def labels(self, idx):
+        return np.asarray(idx) % 2
+
+
+def test_text_galleries_show_the_top_contexts_of_the_best_directions(tmp_path):
+    from types import SimpleNamespace
+
+    from benchmark.cache import Cache
+    from benchmark.config import TaskSpec
+    from benchmark.runner import Cell, Task
+    from interpbench.gallery import RecordingExecutor, collect_galleries
+
+    cache = Cache(tmp_path / "cache")
+    top_idx = np.arange(40).reshape(4, 10)  # direction j's top samples: 10j .. 10j + 9
+
+    def compute(tmp):
+        np.save(tmp / "q0_top_idx.npy", top_idx)
+
+    cache.get_or_compute("top", {"planted": 1}, compute)
+    task = Task(TaskSpec(model="bytes", layers=("mlp",), dataset="texts"), "mlp")
+    cell = Cell(task, "pca", {}, 0)
+    executor = RecordingExecutor(cache)
+    executor.stages.append((cell, {"top": cache.records[-1].key}))
+    runner = SimpleNamespace(
+        config=SimpleNamespace(seeds=(0,)), cache=cache, _task_objects=lambda t: (None, _Texts(), None, None)
+    )
+    values = [0.1, 0.9, 0.5, 0.7]  # best directions: 1, 3, 2
+    scores = pd.DataFrame(
+        [dict(model="bytes", layer="mlp", dataset="texts", method="pca", method_params="{}", seed=0, metric="m",
+              higher_is_better=True, direction=j, value=v, chance_mean=0.2, chance_std=0.0, status="ok") for j, v in enumerate(values)]
+    )  # fmt: skip
+    (gallery,) = collect_galleries(runner, executor, scores, n_directions=3, n_stimuli=4)
+    assert [d["direction"] for d in gallery["directions"]] == [1, 3, 2]
+    assert gallery["directions"][0]["texts"] == [f"context <{i}>" for i in range(10, 14)]
+    assert gallery["directions"][0]["tokens"] == ["t10", "t11", "t12", "t13"]
+    assert gallery["directions"][0]["labels"] == ["even", "odd", "even", "odd"]
+    page = Results(tmp_path, scores.assign(run_id="r"), pd.DataFrame(), None, [gallery])._repr_html_()
+    assert "context &lt;10&gt;" in page and "<b>[t10]</b>" in page
