@@ -78,6 +78,10 @@ class StreamingExtremes:
         )
 
 
+#: most code values ``[rows, k]`` held at once (float32: 256 MiB)
+_CODES_BUDGET = 1 << 26
+
+
 @torch.no_grad()
 def band_limits(
     basis,
@@ -94,6 +98,8 @@ def band_limits(
     wanted = [q for q in quantiles if q > 0.0]
     if not wanted:
         return limits
+    # codes of the sample are [rows, k]: cap them at _CODES_BUDGET values (wide SAEs use fewer rows)
+    max_rows = min(max_rows, max(2048, _CODES_BUDGET // max(basis.k, 1)))
     sample = store.load(max_rows=max_rows, seed=seed, device=device)
     codes = torch.cat([basis.encode(sample[s : s + 8192]) for s in range(0, len(sample), 8192)]).float()
     qs = torch.tensor([x for q in wanted for x in (q, 1 - q)], device=codes.device)
@@ -128,6 +134,8 @@ def top_examples(
     if n > store.n:
         raise UserError(f"{store.name}: {n} top examples per side requested but the probe split has {store.n} samples")
     basis = basis.to(device)
+    # a chunk's codes [b, k] and the merge buffers [k, b + n] grow with k: wide bases take smaller chunks
+    batch_size = max(256, min(batch_size, (_CODES_BUDGET // 4) // max(basis.k, 1)))
     limits = band_limits(basis, store, tuple(quantiles), seed=seed, device=device)
     trackers = {
         q: StreamingExtremes(basis.k, n, *(lim if lim is not None else (None, None)), device=device)
