@@ -83,7 +83,9 @@ class ActivationStore:
             return np.array(self.acts[start:stop])
         path, offset = self._file
         row_bytes = self.d * self.acts.dtype.itemsize
-        view = np.memmap(path, dtype=self.acts.dtype, mode="r", offset=offset + start * row_bytes, shape=(stop - start, self.d))
+        view = np.memmap(
+            path, dtype=self.acts.dtype, mode="r", offset=offset + start * row_bytes, shape=(stop - start, self.d)
+        )
         try:
             return np.array(view)
         finally:
@@ -139,6 +141,18 @@ class ActivationStore:
             return self.rows(0, self.n, device)
         idx = np.sort(np.random.default_rng(seed).choice(self.n, size=max_rows, replace=False))
         return _to_float32(self._take(idx), device)
+
+    def sample_batches(
+        self, max_rows: int | None, batch_size: int, *, seed: int = 0, device: torch.device | str = "cpu"
+    ) -> Iterator[torch.Tensor]:
+        """The rows :meth:`load` returns (all, or ``max_rows`` drawn with ``seed``), in the same
+        order, as float32 ``[b, d]`` batches: the sample is never in memory all at once."""
+        if max_rows is None or max_rows >= self.n:
+            yield from self.batches(batch_size, device=device)
+            return
+        idx = np.sort(np.random.default_rng(seed).choice(self.n, size=max_rows, replace=False))
+        for start in range(0, len(idx), batch_size):
+            yield _to_float32(self._take(idx[start : start + batch_size]), device)
 
     def check_finite(self, where: str) -> None:
         """Raise a :class:`UserError` naming ``where`` if any value is NaN or infinite."""

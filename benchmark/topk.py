@@ -100,8 +100,7 @@ def band_limits(
         return limits
     # codes of the sample are [rows, k]: cap them at _CODES_BUDGET values (wide SAEs use fewer rows)
     max_rows = min(max_rows, max(2048, _CODES_BUDGET // max(basis.k, 1)))
-    sample = store.load(max_rows=max_rows, seed=seed, device=device)
-    codes = torch.cat([basis.encode(sample[s : s + 8192]) for s in range(0, len(sample), 8192)]).float()
+    codes = torch.cat([basis.encode(x) for x in store.sample_batches(max_rows, 8192, seed=seed, device=device)]).float()
     qs = torch.tensor([x for q in wanted for x in (q, 1 - q)], device=codes.device)
     bounds = torch.quantile(codes, qs, dim=0)  # [2Q, k]
     for i, q in enumerate(wanted):
