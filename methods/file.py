@@ -181,6 +181,13 @@ def detect_format(path: Path) -> tuple[str, Path]:
             return "dictionary_learning", path
         if "basis.json" in names and "tensors.safetensors" in names:
             return "interpbench", path
+        inside = find_bases(path)
+        if inside:
+            shown = ", ".join(str(p) for p in inside[:4]) + (", ..." if len(inside) > 4 else "")
+            raise UserError(
+                f"{path}: holds {len(inside)} basis folders or files ({shown}), not one basis: name one, or score "
+                f"them all with sweep = {{ path = [...] }} (methods.file.find_bases lists them)"
+            )
         found = ", ".join(sorted(names)[:12]) or "nothing"
         raise UserError(
             f"{path}: not a basis folder: expected SAELens ({SAELENS_CFG} + {SAELENS_WEIGHTS}), "
@@ -201,6 +208,23 @@ def detect_format(path: Path) -> tuple[str, Path]:
         f"{path}: cannot tell its format from the name: expected a folder, .npy, .safetensors or a "
         f"torch state dict (.pt, .pth); or set format (valid: {', '.join(FORMATS[1:])})"
     )
+
+
+def find_bases(root: str | Path) -> list[str]:
+    """Every basis under ``root`` (SAELens / dictionary_learning / interpbench folders, state dicts, npy and
+    safetensors files), sorted: the values for ``sweep = { path = [...] }``."""
+    root = Path(root).expanduser()
+    found: list[str] = []
+    for p in sorted(root.rglob("*")):
+        if any(str(p).startswith(f + "/") for f in found):
+            continue  # inside a basis folder already listed
+        if p.is_dir():
+            names = {c.name for c in p.iterdir()}
+            if SAELENS_CFG in names or "ae.pt" in names or {"basis.json", "tensors.safetensors"} <= names:
+                found.append(str(p))
+        elif p.suffix.lower() in (".npy", ".safetensors", ".pt", ".pth"):
+            found.append(str(p))
+    return found
 
 
 def read_state_dict(file: Path) -> dict[str, Tensor]:

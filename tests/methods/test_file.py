@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from benchmark.errors import UserError
 from benchmark.registry import METHODS
 from methods.base import LinearBasis
-from methods.file import FileBasis, load_basis
+from methods.file import FileBasis, find_bases, load_basis
 from methods.sae import SAEBasis
 
 D, K = 12, 40
@@ -349,3 +349,16 @@ def test_params_carry_a_content_digest(tmp_path):
     assert before == method.params()["content"]
     np.save(tmp_path / "dirs.npy", np.eye(D, dtype=np.float32)[:4])
     assert method.params()["content"] != before
+
+
+def test_a_folder_of_bases_is_listed_for_a_sweep(tmp_path):
+    write_saelens(tmp_path / "saes" / "l0_16", cfg={"architecture": "standard"})
+    write_saelens(tmp_path / "saes" / "l0_32", cfg={"architecture": "standard"})
+    (tmp_path / "saes" / "dl" / "checkpoints").mkdir(parents=True)
+    torch.save({"encoder.weight": torch.randn(K, D)}, tmp_path / "saes" / "dl" / "ae.pt")
+    torch.save({"encoder.weight": torch.randn(K, D)}, tmp_path / "saes" / "dl" / "checkpoints" / "ae_100.pt")
+    np.save(tmp_path / "saes" / "probe.npy", np.eye(D, dtype=np.float32)[:2])
+    found = find_bases(tmp_path / "saes")
+    assert found == [str(tmp_path / "saes" / n) for n in ("dl", "l0_16", "l0_32", "probe.npy")]
+    with pytest.raises(UserError, match=r"holds 4 basis folders or files .*sweep = \{ path"):
+        load_basis(tmp_path / "saes")
