@@ -194,6 +194,7 @@ def scores_figure(scores: pd.DataFrame, summary: pd.DataFrame, title: str):
         ax.set_title(f"{metric} {'↑' if hib else '↓'}: per-direction scores", loc="left")
         _chance_band(ax, summary, metric)
         m = scores[(scores["metric"] == metric) & (scores["status"] == "ok")]
+        m = m.sort_values(["method", "method_params", "seed", "direction"], kind="stable")  # input order never matters
         data = []
         for method, params in pairs:
             v = m.loc[(m["method"] == method) & (m["method_params"] == params), "value"].to_numpy(dtype=float)
