@@ -46,12 +46,14 @@ class TopExamples:
     ``bands`` maps a quantile ``q`` to the :class:`Ranked` extremes within the central band
     ``[quantile(q), quantile(1 - q)]``; ``q = 0.0`` (the whole range) is always present.
     For chance levels, the harness builds a ``TopExamples`` whose "directions" are random
-    index sets (``is_random = True``).
+    index sets (``is_random = True``). ``pool`` holds the probe-sample indices the examples
+    were drawn from (None: all of ``stimuli``); set metrics draw their own references from it.
     """
 
     stimuli: StimulusSet
     bands: dict[float, Ranked]
     is_random: bool = False
+    pool: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -185,7 +187,8 @@ class SimilarityMetric(Metric):
             return {"": protocols.consistency(self, examples, self.n)}
         out: dict[str, np.ndarray] = {}
         for i, q in enumerate(self.quantiles):
-            out["" if i == 0 else f"q{q:g}"] = protocols.psychophysics(self, examples.stimuli, examples.band(q))
+            band = examples.band(q)
+            out["" if i == 0 else f"q{q:g}"] = protocols.psychophysics(self, examples.stimuli, band, quantile_index=i)
         return out
 
     def score(self, examples: TopExamples) -> np.ndarray:

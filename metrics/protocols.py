@@ -8,6 +8,16 @@
   queries to the ``2R`` references are z-scored within the trial, evidence is the mean
   similarity to each reference side, and the choice probability is a softmax over the two
   assignments. The score is the mean probability of the correct assignment; chance is 0.5.
+
+The query permutations are drawn exactly as the reference code does (``np.random.seed(seed)``,
+then two ``np.random.choice(T, T, replace=False)`` per quantile, quantiles in order), so a
+direction's trials are the same trials that code would run.
+
+A metric may see every index first (``prepare_indices(stimuli, idx)``) and then answer
+similarities straight from indices (``pairwise_indexed(stimuli, a_idx, b_idx)``, e.g. from a
+cached Gram matrix; see :class:`metrics.features.GramSimilarity`). Otherwise directions are
+scored in batches of gathered embeddings, sized so that a batch stays near ``_BATCH_BYTES``
+(64 directions for small embeddings, fewer for LPIPS features at 224 pixels).
 """
 
 from __future__ import annotations
@@ -24,6 +34,26 @@ if TYPE_CHECKING:
     from metrics.base import Ranked, SimilarityMetric, TopExamples
 
 _DIRECTIONS_PER_BATCH = 64
+_BATCH_BYTES = 256 * 2**20
+
+
+def _batch_size(emb: torch.Tensor, directions: int) -> int:
+    """Directions per batch so that a batch's embeddings take about ``_BATCH_BYTES``."""
+    per_direction = max(1, emb.numel() * emb.element_size() // max(1, directions))
+    return int(min(_DIRECTIONS_PER_BATCH, max(1, _BATCH_BYTES // per_direction)))
+
+
+def _prepare(metric: SimilarityMetric, stimuli: StimulusSet, idx: np.ndarray) -> None:
+    """Let the metric see every index it will be asked about (e.g. to build a Gram matrix once)."""
+    prepare = getattr(metric, "prepare_indices", None)
+    if prepare is not None:
+        prepare(stimuli, idx)
+
+
+def _indexed(metric: SimilarityMetric, stimuli: StimulusSet, a_idx: np.ndarray, b_idx: np.ndarray):
+    """``[B, m, p]`` similarities straight from indices when the metric can (else None)."""
+    fast = getattr(metric, "pairwise_indexed", None)
+    return None if fast is None else fast(stimuli, a_idx, b_idx)
 
 
 def consistency(metric: SimilarityMetric, examples: TopExamples, n: int) -> np.ndarray:
@@ -34,14 +64,33 @@ def consistency(metric: SimilarityMetric, examples: TopExamples, n: int) -> np.n
     m = top.shape[1]
     off_diag = ~torch.eye(m, dtype=torch.bool)
     out = []
-    for s in range(0, len(top), _DIRECTIONS_PER_BATCH):
-        emb = metric.gather(examples.stimuli, top[s : s + _DIRECTIONS_PER_BATCH])  # [B, m, ...]
+    _prepare(metric, examples.stimuli, top)
+    fast = _indexed(metric, examples.stimuli, top, top)
+    if fast is not None:
+        return (fast.double()[:, off_diag].sum(dim=1) / off_diag.sum()).cpu().numpy()
+    s, batch = 0, 1  # the first batch is one direction: it tells the embedding size
+    while s < len(top):
+        emb = metric.gather(examples.stimuli, top[s : s + batch])  # [B, m, ...]
         sim = metric.pairwise(emb, emb).double()  # [B, m, m]
         out.append((sim[:, off_diag].sum(dim=1) / off_diag.sum()).cpu().numpy())
+        s += emb.shape[0]
+        batch = _batch_size(emb, emb.shape[0])
     return np.concatenate(out)
 
 
-def trial_indices(ranked: Ranked, n_trials: int, n_references: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def query_permutations(seed: int, n_trials: int, quantile_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(top, bottom)`` query orders ``[T]`` of the ``quantile_index``-th band, as the
+    reference code draws them: one legacy ``RandomState(seed)``, two permutations per band."""
+    rng = np.random.RandomState(seed)
+    for _ in range(quantile_index + 1):
+        perm_top = rng.choice(n_trials, n_trials, replace=False)
+        perm_bottom = rng.choice(n_trials, n_trials, replace=False)
+    return perm_top, perm_bottom
+
+
+def trial_indices(
+    ranked: Ranked, n_trials: int, n_references: int, seed: int, quantile_index: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Stimulus indices of every trial.
 
     Returns:
@@ -55,9 +104,7 @@ def trial_indices(ranked: Ranked, n_trials: int, n_references: int, seed: int) -
             f"psychophysics needs {need} stimuli per side in band q={ranked.quantile} "
             f"({T} trials x ({R} references + 1)), got {ranked.top_idx.shape[1]}: use a larger probe split"
         )
-    rng = np.random.default_rng(seed)
-    perm_top = rng.permutation(T)
-    perm_bottom = rng.permutation(T)
+    perm_top, perm_bottom = query_permutations(seed, T, quantile_index)
     q_top = ranked.top_idx[:, :T][:, perm_top]  # [k, T]
     q_bottom = ranked.bottom_idx[:, :T][:, perm_bottom]
     ref_rank = T + np.arange(R)[None, :] * T + np.arange(T)[:, None]  # [T, R]
@@ -89,15 +136,29 @@ def trial_scores(similarities: torch.Tensor, n_references: int, zscore: bool = T
     return torch.sigmoid(correct - swapped)  # softmax over the two assignments
 
 
-def psychophysics(metric: SimilarityMetric, stimuli: StimulusSet, ranked: Ranked) -> np.ndarray:
-    """Mean probability of the correct choice over trials, per direction: ``[k]``."""
-    refs, queries = trial_indices(ranked, metric.n_trials, metric.n_references, metric.seed)
+def psychophysics(
+    metric: SimilarityMetric, stimuli: StimulusSet, ranked: Ranked, quantile_index: int = 0
+) -> np.ndarray:
+    """Mean probability of the correct choice over trials, per direction: ``[k]``.
+
+    ``quantile_index`` is the band's position in the metric's quantiles (it picks the query
+    permutations, as in the reference code).
+    """
+    refs, queries = trial_indices(ranked, metric.n_trials, metric.n_references, metric.seed, quantile_index)
     k, T = refs.shape[:2]
+    R = metric.n_references
+    _prepare(metric, stimuli, np.concatenate([refs.reshape(-1), queries.reshape(-1)]))
+    fast = _indexed(metric, stimuli, refs.reshape(k * T, 2 * R), queries.reshape(k * T, 2))
+    if fast is not None:
+        return trial_scores(fast.reshape(k, T, 2 * R, 2), R, metric.zscore).mean(dim=1).cpu().numpy()
     out = []
-    for s in range(0, k, _DIRECTIONS_PER_BATCH):
-        r = metric.gather(stimuli, refs[s : s + _DIRECTIONS_PER_BATCH])  # [B, T, 2R, ...]
-        q = metric.gather(stimuli, queries[s : s + _DIRECTIONS_PER_BATCH])  # [B, T, 2, ...]
+    s, batch = 0, 1
+    while s < k:
+        r = metric.gather(stimuli, refs[s : s + batch])  # [B, T, 2R, ...]
+        q = metric.gather(stimuli, queries[s : s + batch])  # [B, T, 2, ...]
         B = r.shape[0]
-        sim = metric.pairwise(r.flatten(0, 1), q.flatten(0, 1)).reshape(B, T, 2 * metric.n_references, 2)
-        out.append(trial_scores(sim, metric.n_references, metric.zscore).mean(dim=1).cpu().numpy())
+        sim = metric.pairwise(r.flatten(0, 1), q.flatten(0, 1)).reshape(B, T, 2 * R, 2)
+        out.append(trial_scores(sim, R, metric.zscore).mean(dim=1).cpu().numpy())
+        s += B
+        batch = _batch_size(r, B)
     return np.concatenate(out)

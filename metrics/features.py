@@ -1,0 +1,323 @@
+"""Shared helpers for similarities computed from per-stimulus features.
+
+* :class:`FeatureCache`: an in-process cache of per-stimulus feature rows, so that a backbone
+  (AlexNet for LPIPS, a registered model for the perceptual similarity) runs once per stimulus
+  image per process, across directions, protocols, chance sets and grid cells. It is keyed by a
+  namespace (what computed the features) and the stimulus set's identity, and bounded in bytes
+  (``$INTERPBENCH_FEATURE_CACHE_MB``, default 2048): whole namespaces are evicted oldest first,
+  and a namespace larger than the budget stops growing (rows are then recomputed on demand).
+* :func:`cached_rows`: embed ``idx`` through the cache, computing only the missing rows;
+  :class:`CachedGather` lets a similarity gather straight from the cache.
+* :func:`squared_distances`: batched squared Euclidean distances in the Gram form
+  ``|a|^2 + |b|^2 - 2 <a, b>``, the form that makes cached LPIPS exact and fast;
+  :func:`with_norm_column` stores each row's squared norm beside it so it is summed once.
+* :func:`image_batches`: images of a stimulus set in chunks, as RGB ``[b, 3, H, W]``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from benchmark.cache import hash_key
+from benchmark.data.base import StimulusSet
+
+_IDENTITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def stimuli_key(stimuli: StimulusSet) -> str:
+    """A content hash of ``stimuli.identity()``, computed once per stimulus-set object."""
+    try:
+        return _IDENTITIES[stimuli]
+    except (KeyError, TypeError):
+        key = hash_key(stimuli.identity())
+        try:
+            _IDENTITIES[stimuli] = key
+        except TypeError:
+            pass
+        return key
+
+
+class _Table:
+    """Rows of one namespace over one stimulus set: a contiguous ``[capacity, ...]`` tensor and
+    ``slot[i]``, the row of stimulus ``i`` (-1 when not cached)."""
+
+    def __init__(self, n_stimuli: int) -> None:
+        self.slot = np.full(n_stimuli, -1, dtype=np.int64)
+        self.data: Tensor | None = None
+        self.used = 0
+        #: Gram matrix ``[g, g]`` of the first ``g`` rows (feature columns only), or None
+        self.gram: Tensor | None = None
+
+    @property
+    def nbytes(self) -> int:
+        gram = 0 if self.gram is None else self.gram.numel() * self.gram.element_size()
+        return gram + (0 if self.data is None else self.data.numel() * self.data.element_size())
+
+    @property
+    def gram_rows(self) -> int:
+        return 0 if self.gram is None else len(self.gram)
+
+    def extend_gram(self) -> None:
+        """Extend the Gram matrix to every stored row: ``G[i, j] = <row_i, row_j>`` without the
+        norm column; only the new rows' products are computed (contiguous slices, no copies)."""
+        g, n = self.gram_rows, self.used
+        if g == n:
+            return
+        feats = self.data[:n, :-1]
+        cross = feats @ feats[g:n].T  # [n, n - g]
+        gram = torch.empty((n, n), dtype=cross.dtype)
+        if g:
+            gram[:g, :g] = self.gram
+        gram[:, g:] = cross
+        gram[g:, :g] = cross[:g].T
+        self.gram = gram
+
+    def bytes_for(self, rows: Tensor, capacity: int) -> int:
+        return capacity * (rows[0].numel() * rows.element_size())
+
+    def add(self, idx: np.ndarray, rows: Tensor, capacity: int) -> None:
+        if self.data is None or capacity > len(self.data):
+            grown = torch.empty((capacity, *rows.shape[1:]), dtype=rows.dtype)
+            if self.data is not None:
+                grown[: self.used] = self.data[: self.used]
+            self.data = grown
+        self.data[self.used : self.used + len(idx)] = rows
+        self.slot[idx] = np.arange(self.used, self.used + len(idx))
+        self.used += len(idx)
+
+
+class FeatureCache:
+    """Per-stimulus feature rows for ``(namespace, stimulus set)`` pairs, bounded in bytes.
+
+    Rows of one namespace live in one contiguous tensor, so a lookup is one indexing copy.
+    """
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        if max_bytes is None:
+            max_bytes = int(float(os.environ.get("INTERPBENCH_FEATURE_CACHE_MB", "2048")) * 2**20)
+        self.max_bytes = max_bytes
+        self._tables: OrderedDict[tuple[str, str], _Table] = OrderedDict()
+        self._lock = threading.RLock()
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self._tables.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tables.clear()
+            self.hits = self.misses = 0
+
+    def rows(
+        self, namespace: str, stimuli: StimulusSet, idx: np.ndarray, compute: Callable[[np.ndarray], Tensor]
+    ) -> Tensor:
+        """Feature rows ``[m, ...]`` of stimuli ``idx [m]`` (any order, repeats allowed);
+        ``compute(missing [j]) -> [j, ...]`` fills the gaps, each missing stimulus once."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        key = (namespace, stimuli_key(stimuli))
+        with self._lock:
+            table = self._tables.get(key)
+            if table is None:
+                table = self._tables[key] = _Table(len(stimuli))
+            self._tables.move_to_end(key)
+            slots = table.slot[idx]
+            missing = np.unique(idx[slots < 0])
+            self.hits += int((slots >= 0).sum())
+            self.misses += len(missing)
+            if len(missing):
+                computed = compute(missing)
+                if not self._store(key, table, missing, computed):
+                    return self._assemble(table, idx, missing, computed)
+            return table.data[torch.from_numpy(table.slot[idx])]  # (faster than index_select on CPU)
+
+    def table(self, namespace: str, stimuli: StimulusSet) -> _Table | None:
+        return self._tables.get((namespace, stimuli_key(stimuli)))
+
+    def _store(self, key: tuple[str, str], table: _Table, idx: np.ndarray, rows: Tensor) -> bool:
+        need = table.used + len(idx)
+        if table.data is not None and need <= len(table.data):
+            table.add(idx, rows, len(table.data))
+            return True
+        old = 0 if table.data is None else len(table.data)
+        for capacity in (min(len(table.slot), max(2 * old, need)), need):
+            size = table.bytes_for(rows, capacity)
+            if size > self.max_bytes:
+                continue
+            others = [k for k in self._tables if k != key]  # oldest first
+            while self.nbytes - table.nbytes + size > self.max_bytes and others:
+                del self._tables[others.pop(0)]
+            table.add(idx, rows, capacity)
+            return True
+        return False  # this namespace alone is over budget: the rest is computed on demand
+
+    @staticmethod
+    def _assemble(table: _Table, idx: np.ndarray, missing: np.ndarray, computed: Tensor) -> Tensor:
+        out = torch.empty((len(idx), *computed.shape[1:]), dtype=computed.dtype)
+        slots = table.slot[idx]
+        have = slots >= 0
+        if have.any():
+            out[torch.from_numpy(have)] = table.data[torch.from_numpy(slots[have])]
+        pos = np.searchsorted(missing, idx[~have])
+        out[torch.from_numpy(~have)] = computed[torch.from_numpy(pos)]
+        return out
+
+
+#: the process-wide cache every metric uses
+FEATURES = FeatureCache()
+
+
+def cached_rows(
+    namespace: str, stimuli: StimulusSet, idx: np.ndarray, compute: Callable[[np.ndarray], Tensor]
+) -> Tensor:
+    """Rows ``[m, ...]`` for ``idx`` from :data:`FEATURES`, computing only the missing ones."""
+    return FEATURES.rows(namespace, stimuli, idx, compute)
+
+
+class CachedGather:
+    """Mixin for :class:`metrics.base.SimilarityMetric` subclasses whose ``embed`` reads
+    :data:`FEATURES`: ``gather`` then costs one indexing copy (no second copy)."""
+
+    def gather(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
+        idx = np.asarray(idx)
+        emb = self.embed(stimuli, idx.reshape(-1))  # type: ignore[attr-defined]
+        return emb.reshape(*idx.shape, *emb.shape[1:])
+
+
+#: largest Gram matrix kept per namespace (rows); 8192 rows of float32 take 256 MiB
+MAX_GRAM_ROWS = 8192
+#: a float moved by a gather costs about this many multiply-adds (memory- vs compute-bound; the
+#: Gram matrix is also reused by later calls: chance sets, other bases)
+_GATHER_COST = 256
+
+
+class GramSimilarity(CachedGather):
+    """Mixin for similarities that are a function of a squared Euclidean distance between cached
+    embeddings made by :func:`centred_rows` (LPIPS, the perceptual distance).
+
+    Subclasses implement ``feature_namespace(stimuli) -> str`` and
+    ``raw_features(stimuli, idx [j]) -> [j, D]``, and may override ``from_squared(d2)``
+    (default ``-d2``). The protocols call :meth:`prepare_indices` with every index they will
+    need; when the stimuli involved are few enough, their Gram matrix is computed once (and
+    kept, growing, across calls), and :meth:`pairwise_indexed` reads similarities from it
+    (``|f_i|^2 + |f_j|^2 - 2 G_ij``) instead of gathering feature rows per direction.
+    """
+
+    def feature_namespace(self, stimuli: StimulusSet) -> str:
+        raise NotImplementedError
+
+    def raw_features(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
+        raise NotImplementedError
+
+    def from_squared(self, d2: Tensor) -> Tensor:
+        return -d2
+
+    def embed(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
+        """Centred embeddings with their squared norms, ``[m, D + 1]`` (float32, CPU)."""
+        return centred_rows(
+            self.feature_namespace(stimuli), stimuli, idx, lambda missing: self.raw_features(stimuli, missing)
+        )
+
+    def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.from_squared(distances_from_norm_column(a, b))
+
+    def prepare_indices(self, stimuli: StimulusSet, idx: np.ndarray) -> None:
+        """Embed every stimulus in ``idx [...]`` (the indices a protocol will pair up) and extend
+        the Gram matrix over them when that is cheaper than gathering their rows."""
+        idx = np.asarray(idx).reshape(-1)
+        unique = np.unique(idx)
+        self.embed(stimuli, unique)
+        table = FEATURES.table(self.feature_namespace(stimuli), stimuli)
+        if table is None or table.data is None or (table.slot[unique] < 0).any():
+            return  # over the cache budget: gather per batch
+        if (table.slot[unique] < table.gram_rows).all():
+            return
+        n, g = table.used, table.gram_rows
+        if n <= MAX_GRAM_ROWS and n * n - g * g <= _GATHER_COST * len(idx):
+            table.extend_gram()
+
+    def pairwise_indexed(self, stimuli: StimulusSet, a_idx: np.ndarray, b_idx: np.ndarray) -> Tensor | None:
+        """Similarities ``[B, m, p]`` of ``a_idx [B, m]`` with ``b_idx [B, p]`` from the Gram
+        matrix, or None when it does not cover them."""
+        table = FEATURES.table(self.feature_namespace(stimuli), stimuli)
+        if table is None or table.gram is None:
+            return None
+        sa, sb = table.slot[np.asarray(a_idx)], table.slot[np.asarray(b_idx)]
+        g = table.gram_rows
+        if (sa < 0).any() or (sb < 0).any() or (sa >= g).any() or (sb >= g).any():
+            return None
+        ta, tb = torch.from_numpy(sa), torch.from_numpy(sb)
+        diag = table.gram.diagonal()
+        cross = table.gram[ta[:, :, None], tb[:, None, :]]
+        d2 = (diag[ta][:, :, None] + diag[tb][:, None, :] - 2 * cross).clamp_min_(0)
+        return self.from_squared(d2)
+
+
+_CENTRES: dict[tuple[str, str], Tensor] = {}
+_N_CENTRE = 16
+
+
+def centred_rows(namespace: str, stimuli: StimulusSet, idx: np.ndarray, raw: Callable[[np.ndarray], Tensor]) -> Tensor:
+    """Cached embeddings for a squared-Euclidean similarity: ``[m, D + 1]`` (see :func:`with_norm_column`).
+
+    ``raw(idx) -> [j, D]`` computes embeddings; each is stored minus a centre (the mean raw
+    embedding of the set's first 16 stimuli, so fixed by the set, not by call order), which
+    changes no distance and keeps the Gram-form error of float32 near 1e-7 of a distance.
+    """
+    key = (namespace, stimuli_key(stimuli))
+    if key not in _CENTRES:
+        _CENTRES[key] = raw(np.arange(min(_N_CENTRE, len(stimuli)))).double().mean(dim=0)
+    centre = _CENTRES[key]
+
+    def compute(missing: np.ndarray) -> Tensor:
+        return with_norm_column((raw(missing).double() - centre).float())
+
+    return cached_rows(namespace, stimuli, idx, compute)
+
+
+def squared_distances(a: Tensor, b: Tensor, sq_a: Tensor | None = None, sq_b: Tensor | None = None) -> Tensor:
+    """Squared Euclidean distances ``[B, m, p]`` between rows of ``a [B, m, D]`` and ``b [B, p, D]``.
+
+    Gram form: ``|a_i|^2 + |b_j|^2 - 2 <a_i, b_j>``, clamped at 0 (one batched matmul).
+    ``sq_a [B, m]`` and ``sq_b [B, p]`` are the squared row norms when already known. The
+    float32 cancellation error grows with the norms: centre the rows first (any common vector
+    may be subtracted without changing a distance), as the LPIPS embedding does.
+    """
+    if sq_a is None:
+        sq_a = (a * a).sum(-1)
+    if sq_b is None:
+        sq_b = (b * b).sum(-1)
+    gram = torch.bmm(a, b.transpose(1, 2))  # [B, m, p]
+    return (sq_a[:, :, None] + sq_b[:, None, :] - 2 * gram).clamp_min_(0)
+
+
+def with_norm_column(rows: Tensor) -> Tensor:
+    """``[m, D] -> [m, D + 1]``: the rows followed by their squared norms (summed in float64)."""
+    sq = rows.double().pow(2).sum(dim=1, keepdim=True).to(rows.dtype)
+    return torch.cat([rows, sq], dim=1)
+
+
+def distances_from_norm_column(a: Tensor, b: Tensor) -> Tensor:
+    """:func:`squared_distances` for ``[B, m, D + 1]`` and ``[B, p, D + 1]`` rows made by :func:`with_norm_column`."""
+    return squared_distances(a[..., :-1], b[..., :-1], a[..., -1], b[..., -1])
+
+
+def image_batches(stimuli: StimulusSet, idx: np.ndarray, batch_size: int = 128) -> Iterator[Tensor]:
+    """Images of ``idx`` in order, ``[b, 3, H, W]`` float in [0, 1] (grayscale repeated to RGB)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    for s in range(0, len(idx), batch_size):
+        images = torch.as_tensor(stimuli.images(idx[s : s + batch_size])).float()
+        if images.dim() == 3:
+            images = images[:, None]
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        yield images

@@ -1,0 +1,201 @@
+"""Perceptual consistency: an LPIPS-style feature distance on any registered vision model.
+
+This is the unweighted ("baseline") variant of the LPIPS construction (Zhang et al. 2018):
+feature maps of a few layers, each unit-normalised across channels at every position, squared
+differences summed over channels, averaged over positions and summed over layers::
+
+    d(x, y) = sum_l 1/(H_l W_l) sum_{h,w} |f_l,hw(x) - f_l,hw(y)|^2
+
+It is *not* LPIPS (no calibrated channel weights, not AlexNet): by default it runs the
+pretrained EfficientNet-Lite0 that ships with the ``models`` extra, so the offline benchmark
+has a real perceptual similarity. As with LPIPS, the features run once per stimulus image and
+are cached; pairwise distances are Gram products (:mod:`metrics.features`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from benchmark.data.base import StimulusSet
+from benchmark.errors import UserError
+from benchmark.registry import MODELS
+from metrics.base import SimilarityMetric
+from metrics.features import GramSimilarity, image_batches
+
+_MAX_DEFAULT_LAYERS = 5
+
+
+def build_adapter(model: str) -> Any:
+    """The registered model adapter ``model`` (``"prefix:NAME"`` passes ``name=NAME``)."""
+    name, _, rest = model.partition(":")
+    cls = MODELS.get(name)
+    return cls(name=rest) if rest else cls()
+
+
+@functools.lru_cache(maxsize=4)
+def _adapter(model: str) -> Any:
+    return build_adapter(model)
+
+
+@functools.lru_cache(maxsize=4)
+def _adapter_key(model: str) -> str:
+    """A short hash of the adapter's identity (name, weights): computed once per process."""
+    from benchmark.cache import hash_key
+
+    return hash_key(_adapter(model).identity())[:16]
+
+
+_LAYERS: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+def _copy(out: Any) -> Any:
+    """A hooked output, copied so that a later in-place op (``ReLU(inplace=True)``) cannot change it."""
+    if isinstance(out, tuple | list):
+        out = out[0]
+    return out.clone() if isinstance(out, Tensor) else out
+
+
+def feature_maps(adapter: Any, images: Tensor, layers: tuple[str, ...]) -> list[Tensor]:
+    """Outputs of ``layers`` for ``images [b, 3, H, W]`` in [0, 1], each as ``[b, C, H', W']``.
+
+    Vectors ``[b, C]`` become ``[b, C, 1, 1]``; token maps ``[b, T, C]`` become ``[b, C, T, 1]``.
+    """
+    modules = dict(adapter.net.named_modules())
+    captured: dict[str, Tensor] = {}
+    handles = [
+        modules[name].register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, _copy(out)))
+        for name in layers
+    ]
+    try:
+        with torch.inference_mode():
+            adapter.net(adapter.preprocess(images))
+    finally:
+        for h in handles:
+            h.remove()
+    maps = []
+    for name in layers:
+        x = captured[name]
+        if x.dim() == 2:
+            x = x[:, :, None, None]
+        elif x.dim() == 3:
+            x = x.transpose(1, 2)[..., None]
+        maps.append(x.float())
+    return maps
+
+
+def default_layers(adapter: Any, probe: Tensor) -> tuple[str, ...]:
+    """The adapter's ``perceptual_layers`` when it names them, else up to five evenly spaced
+    layers (in the adapter's order) whose outputs on ``probe`` are spatial maps."""
+    named = getattr(adapter, "perceptual_layers", None)
+    if named:
+        return tuple(named)
+    candidates = list(adapter.layers())
+    maps = feature_maps(adapter, probe, tuple(candidates))
+    spatial = [n for n, m in zip(candidates, maps) if m.shape[2] * m.shape[3] > 1]
+    if not spatial:
+        raise UserError(f"perceptual_consistency: model {adapter.name!r} has no layer with spatial feature maps")
+    if len(spatial) <= _MAX_DEFAULT_LAYERS:
+        return tuple(spatial)
+    pick = np.linspace(0, len(spatial) - 1, _MAX_DEFAULT_LAYERS).round().astype(int)
+    return tuple(spatial[i] for i in pick)
+
+
+def perceptual_embedding(maps: list[Tensor]) -> Tensor:
+    """``[b, D]`` with ``|e(x) - e(y)|^2 = d(x, y)``: per layer, unit channel norm per position
+    (eps 1e-10, as LPIPS), divided by ``sqrt(H W)``, flattened; layers concatenated."""
+    out = []
+    for f in maps:
+        norm = f.pow(2).sum(dim=1, keepdim=True).sqrt()
+        out.append((f / (norm + 1e-10) / np.sqrt(f.shape[2] * f.shape[3])).flatten(1))
+    return torch.cat(out, dim=1)
+
+
+@dataclass(frozen=True)
+class PerceptualConsistency(GramSimilarity, SimilarityMetric):
+    """LPIPS-style distance with unit channel weights on a registered vision model's features.
+
+    Settings:
+        model: a registered vision model (``"efficientnet_lite0"``, ``"shapes_cnn"``,
+            ``"torchvision:resnet18"``, ...).
+        layers: the layers read (empty: the model's ``perceptual_layers``, else up to five
+            evenly spaced layers with spatial outputs).
+        device: where the model runs (``"auto"``: CUDA when present).
+    """
+
+    model: str = "efficientnet_lite0"
+    layers: tuple[str, ...] = ()
+    device: str = "auto"
+    modalities: ClassVar[frozenset[str]] = frozenset({"vision"})
+    requires: ClassVar[frozenset[str]] = frozenset({"images"})
+    version: ClassVar[str] = "1"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "layers", tuple(self.layers))
+        name = self.model.partition(":")[0]
+        if name not in MODELS:
+            raise UserError("perceptual_consistency: " + MODELS.unknown_message(name))
+
+    def adapter(self) -> Any:
+        """The model adapter (built once per process); raises UserError when it cannot load."""
+        adapter = _adapter(self.model)
+        if getattr(adapter, "modality", "vision") != "vision" or not hasattr(adapter, "net"):
+            raise UserError(f"perceptual_consistency: model {self.model!r} is not a torch vision model")
+        if self.layers:
+            valid = set(adapter.layers()) | {n for n, _ in adapter.net.named_modules()}
+            bad = [layer for layer in self.layers if layer not in valid]
+            if bad:
+                raise UserError(
+                    f"perceptual_consistency: model {self.model!r} has no layer {bad[0]!r} "
+                    f"(valid: {', '.join(adapter.layers())})"
+                )
+        return adapter
+
+    def skip_reason(self, stimuli: StimulusSet) -> str | None:
+        reason = super().skip_reason(stimuli)
+        if reason is not None:
+            return reason
+        try:
+            self.adapter()
+        except (UserError, ImportError, OSError, RuntimeError) as exc:
+            return f"model {self.model!r} unavailable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        return None
+
+    def _device(self) -> torch.device:
+        from benchmark.env import resolve_device
+
+        return resolve_device(self.device)
+
+    def resolved_layers(self, stimuli: StimulusSet) -> tuple[str, ...]:
+        if self.layers:
+            return self.layers
+        from metrics.features import stimuli_key
+
+        key = (self.model, stimuli_key(stimuli))
+        if key not in _LAYERS:
+            probe = next(image_batches(stimuli, np.arange(1), 1))
+            _LAYERS[key] = default_layers(self.adapter(), probe)
+        return _LAYERS[key]
+
+    def feature_namespace(self, stimuli: StimulusSet) -> str:
+        layers = self.resolved_layers(stimuli)
+        return f"perceptual:{self.model}:{_adapter_key(self.model)}:{','.join(layers)}"
+
+    def raw_features(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
+        """Embeddings ``[j, D]`` of stimuli ``idx`` (the model runs here, in batches of 64)."""
+        adapter = self.adapter()
+        layers = self.resolved_layers(stimuli)
+        device = self._device()
+        adapter.net.to(device)
+        return torch.cat(
+            [
+                perceptual_embedding(feature_maps(adapter, images.to(device), layers)).cpu()
+                for images in image_batches(stimuli, idx, 64)
+            ]
+        )
