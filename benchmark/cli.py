@@ -109,6 +109,23 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    import time
+
+    from benchmark.validity import check_quick, run_study, write_page
+
+    start = time.perf_counter()
+    study = run_study(quick=args.quick, results_run=args.results, log=lambda m: print(m, file=sys.stderr))
+    command = "interpbench validate" + (" --quick" if args.quick else "") + (
+        f" --results {args.results}" if args.results else "")
+    page = write_page(study, Path(args.out), command=command, seconds=time.perf_counter() - start)
+    print(f"validity study: {page}")
+    failures = check_quick(study)
+    for f in failures:
+        print(f"validity check failed: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def cmd_cache(args) -> int:
     cache = _cache(args)
     if args.action == "info":
@@ -164,6 +181,12 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("run", help="results/runs/<run_id>")
     rp.add_argument("--out", help="output folder (default RUN/report)")
     rp.set_defaults(fn=cmd_report)
+
+    v = sub.add_parser("validate", help="the validity study: metrics and methods against planted ground truth")
+    v.add_argument("--quick", action="store_true", help="a small version (shapes only, two noise levels)")
+    v.add_argument("--results", help="a run directory (e.g. results/runs/latest) for parts 3-5")
+    v.add_argument("--out", default="docs", help="where validity.md and validity/ are written")
+    v.set_defaults(fn=cmd_validate)
 
     c = sub.add_parser("cache", help="inspect or clear the stage cache")
     c.add_argument("action", choices=["info", "clear"])

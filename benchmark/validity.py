@@ -16,6 +16,7 @@ a non-negative magnitude, plus Gaussian noise. The planted directions are the *o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,17 +74,22 @@ def planted_from_labels(name: str, stimuli: StimulusSet) -> Planted:
     return Planted(name, stimuli, [f"label={n}" for n in names], ["label"] * len(names), presence)
 
 
-def synthesize(planted: Planted, *, superposition: float, noise: float, seed: int) -> tuple[np.ndarray, torch.Tensor]:
+def synthesize(
+    planted: Planted, *, superposition: float, noise: float, seed: int, density: float = 0.4
+) -> tuple[np.ndarray, torch.Tensor]:
     """Synthetic activations ``[n, d]`` and the planted directions ``[F, d]``.
 
-    ``d = max(2, round(F / superposition))``; magnitudes are uniform in [0.5, 1.5] where a
-    feature is present; Gaussian noise has ``noise`` times the signal's per-dimension RMS.
+    ``d = max(2, round(F / superposition))``. A feature whose factor value the stimulus has
+    is active with probability ``density`` (so codes are sparse), with a magnitude uniform in
+    [0.5, 1.5]; Gaussian noise has ``noise`` times the signal's per-dimension RMS.
     """
     F = planted.n_features
     d = max(2, int(round(F / superposition)))
     gen = torch.Generator().manual_seed(seed)
     W = unit_rows(torch.randn(F, d, generator=gen))
-    mags = torch.from_numpy(planted.presence) * (0.5 + torch.rand(planted.presence.shape, generator=gen))
+    shape = planted.presence.shape
+    active = torch.from_numpy(planted.presence) * (torch.rand(shape, generator=gen) < density)
+    mags = active * (0.5 + torch.rand(shape, generator=gen))
     signal = mags @ W
     rms = signal.pow(2).mean().sqrt()
     acts = signal + noise * rms * torch.randn(signal.shape, generator=gen)
@@ -136,7 +142,8 @@ def auc(pos: np.ndarray, neg: np.ndarray, higher_is_better: bool = True) -> floa
 
 
 #: which factors a metric should find coherent (others: every planted feature)
-RELEVANT = {"color_consistency": {"color", "background"}}
+#: (mean image color on ``shapes`` is set by the background, ~80% of the pixels)
+RELEVANT = {"color_consistency": {"background"}}
 
 
 def metric_auc(
@@ -148,6 +155,7 @@ def metric_auc(
     seed: int = 0,
     n_random: int | None = None,
     label_factor: str | None = None,
+    density: float = 0.4,
 ) -> pd.DataFrame:
     """AUC of oracle vs random directions for every metric column.
 
@@ -155,7 +163,7 @@ def metric_auc(
     directions), ``auc_relevant`` (only the features the metric should find: color factors
     for color, the label factor for label consistency), medians and status.
     """
-    acts, W = synthesize(planted, superposition=superposition, noise=noise, seed=seed)
+    acts, W = synthesize(planted, superposition=superposition, noise=noise, seed=seed, density=density)
     store = ActivationStore(acts, name=f"planted {planted.name}")
     oracle = LinearBasis(directions=W)
     rand = random_basis(n_random or planted.n_features, W.shape[1], torch.from_numpy(acts), seed)
@@ -261,3 +269,465 @@ def method_recovery(
                 ]
             summary.append(row)
     return pd.DataFrame(summary), pd.DataFrame(per_dir)
+
+
+# ---------------------------------------------------------------------------------------
+# Parts 3-5: from the results of a benchmark run
+# ---------------------------------------------------------------------------------------
+ROW_KEYS = ["model", "layer", "dataset", "method", "method_params", "seed", "direction"]
+
+
+def metric_agreement(scores: pd.DataFrame, min_overlap: int = 30) -> pd.DataFrame:
+    """Spearman correlation between metric columns over all directions they share ``[M, M]``."""
+    ok = scores[scores["status"] == "ok"]
+    wide = ok.pivot_table(index=ROW_KEYS, columns="metric", values="value", aggfunc="first")
+    return wide.corr(method="spearman", min_periods=min_overlap)
+
+
+def bootstrap_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Median(a) - median(b) with a percentile bootstrap 95% interval (directions resampled)."""
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) == 0 or len(b) == 0:
+        return np.nan, np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    da = np.median(a[rng.integers(0, len(a), (n_boot, len(a)))], axis=1)
+    db = np.median(b[rng.integers(0, len(b), (n_boot, len(b)))], axis=1)
+    lo, hi = np.percentile(da - db, [2.5, 97.5])
+    return float(np.median(a) - np.median(b)), float(lo), float(hi)
+
+
+def compare(scores: pd.DataFrame, claim: str, groups: list[tuple[dict, dict, str]], metrics: list[str]) -> pd.DataFrame:
+    """Each comparison ``(filter A, filter B, label)`` on each metric column: median(A) - median(B) [CI]."""
+    rows = []
+    ok = scores[scores["status"] == "ok"]
+    for fa, fb, label in groups:
+        for metric in metrics:
+            sel = ok[ok["metric"] == metric]
+            a = sel.loc[np.logical_and.reduce([sel[k] == v for k, v in fa.items()]), "value"].to_numpy(float)
+            b = sel.loc[np.logical_and.reduce([sel[k] == v for k, v in fb.items()]), "value"].to_numpy(float)
+            if len(a) == 0 or len(b) == 0:
+                continue
+            hib = bool(sel["higher_is_better"].iloc[0])
+            d, lo, hi = bootstrap_diff(a, b)
+            if not hib:
+                d, lo, hi = -d, -hi, -lo
+            rows.append(
+                {
+                    "claim": claim,
+                    "comparison": label,
+                    "metric": metric,
+                    "diff": d,
+                    "lo": lo,
+                    "hi": hi,
+                    "n_a": len(a),
+                    "n_b": len(b),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def verdict(table: pd.DataFrame) -> str:
+    """``reproduced`` when most comparisons favour the claim and none goes clearly against it;
+    ``not reproduced`` when none favours it; ``mixed`` otherwise (or ``no data``)."""
+    if table.empty:
+        return "no data"
+    favour = int((table["lo"] > 0).sum())
+    against = int((table["hi"] < 0).sum())
+    if favour >= len(table) / 2 and against == 0:
+        return "reproduced"
+    if favour == 0:
+        return "not reproduced"
+    return "mixed"
+
+
+def _headline_columns(scores: pd.DataFrame, names: tuple[str, ...], protocol: str) -> list[str]:
+    cols = sorted(set(scores["metric"]))
+    return [c for c in cols if c.split("[")[0] in names and c.endswith(f"[{protocol}]")]
+
+
+def published_claims(scores: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The claims of Klindt et al. 2023 and Bricken et al. 2023, tested on this run's data."""
+    out: dict[str, pd.DataFrame] = {}
+    vision_metrics = _headline_columns(
+        scores, ("perceptual_consistency", "lpips_consistency", "color_consistency"), "psychophysics"
+    )
+    tasks = scores[scores["modality"] == "vision"][["model", "layer", "dataset"]].drop_duplicates()
+    groups = []
+    for _, t in tasks.iterrows():
+        task = {"model": t["model"], "layer": t["layer"], "dataset": t["dataset"]}
+        for method in ("kmeans", "sparse_coding", "ica"):
+            groups.append(
+                (
+                    {**task, "method": method},
+                    {**task, "method": "neurons"},
+                    f"{t['model']}/{t['layer']}/{t['dataset']}: {method} - neurons",
+                )
+            )
+    out["Klindt et al. 2023: off-axis directions beat neurons"] = compare(scores, "off-axis", groups, vision_metrics)
+
+    trained = []
+    for model in sorted(set(scores["model"])):
+        control = f"{model}_untrained"
+        if control not in set(scores["model"]):
+            continue
+        for (layer, dataset), _ in scores[scores["model"] == model].groupby(["layer", "dataset"]):
+            for method in sorted(set(scores["method"])):
+                trained.append(
+                    (
+                        {"model": model, "layer": layer, "dataset": dataset, "method": method},
+                        {"model": control, "layer": layer, "dataset": dataset, "method": method},
+                        f"{model} - untrained, {layer}/{dataset}, {method}",
+                    )
+                )
+    trained_metrics = vision_metrics + _headline_columns(scores, ("label_consistency",), "psychophysics")
+    out["Klindt et al. 2023: trained networks beat untrained ones"] = compare(
+        scores, "trained", trained, trained_metrics
+    )
+
+    lang_metrics = [
+        c for c in sorted(set(scores["metric"])) if c in ("label_consistency[consistency]", "caption_compressibility")
+    ]
+    groups = []
+    for (model, layer, dataset), _ in scores[scores["model"] == "bytes_1l"].groupby(["model", "layer", "dataset"]):
+        task = {"model": model, "layer": layer, "dataset": dataset}
+        for method in ("sae_l1", "sae_topk"):
+            groups.append(({**task, "method": method}, {**task, "method": "neurons"}, f"{layer}: {method} - neurons"))
+    out["Bricken et al. 2023: SAE latents are more monosemantic than neurons"] = compare(
+        scores, "sae", groups, lang_metrics
+    )
+    groups = []
+    for (model, layer, dataset), _ in scores[scores["model"] == "bytes_1l"].groupby(["model", "layer", "dataset"]):
+        task = {"model": model, "layer": layer, "dataset": dataset}
+        groups.append(({**task, "method": "random"}, {**task, "method": "neurons"}, f"{layer}: random - neurons"))
+    out["Bricken et al. 2023: a random rotation is not more monosemantic than neurons"] = compare(
+        scores, "random", groups, lang_metrics
+    )
+    return out
+
+
+def ranking_stability(scores: pd.DataFrame) -> pd.DataFrame:
+    """Kendall tau of method rankings between seeds (per task and metric) and between the
+    consistency and psychophysics protocols of each similarity (per task and seed)."""
+    from scipy.stats import kendalltau
+
+    ok = scores[scores["status"] == "ok"].copy()
+    ok["method_id"] = ok["method"] + " " + ok["method_params"]
+    med = ok.groupby(["model", "layer", "dataset", "metric", "seed", "method_id"])["value"].median()
+    rows = []
+    for (model, layer, dataset, metric), g in med.groupby(level=[0, 1, 2, 3]):
+        wide = g.unstack("method_id").droplevel([0, 1, 2, 3])
+        seeds = list(wide.index)
+        for i in range(len(seeds)):
+            for j in range(i + 1, len(seeds)):
+                x, y = wide.loc[seeds[i]], wide.loc[seeds[j]]
+                ok_ = x.notna() & y.notna()
+                if ok_.sum() >= 3:
+                    rows.append(
+                        {
+                            "kind": "seeds",
+                            "task": f"{model}/{layer}/{dataset}",
+                            "metric": metric,
+                            "pair": f"{seeds[i]} vs {seeds[j]}",
+                            "tau": kendalltau(x[ok_], y[ok_]).statistic,
+                        }
+                    )
+    by_task = med.reset_index()
+    for (model, layer, dataset, seed), g in by_task.groupby(["model", "layer", "dataset", "seed"]):
+        wide = g.pivot(index="method_id", columns="metric", values="value")
+        for col in wide.columns:
+            if not col.endswith("[consistency]"):
+                continue
+            other = col.replace("[consistency]", "[psychophysics]")
+            if other in wide.columns:
+                ok_ = wide[col].notna() & wide[other].notna()
+                if ok_.sum() >= 3:
+                    rows.append(
+                        {
+                            "kind": "protocols",
+                            "task": f"{model}/{layer}/{dataset}",
+                            "metric": col.split("[")[0],
+                            "pair": f"seed {seed}",
+                            "tau": kendalltau(wide[col][ok_], wide[other][ok_]).statistic,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------
+# The study and its page
+# ---------------------------------------------------------------------------------------
+VISION_METRICS = (
+    "label_consistency",
+    "color_consistency",
+    "lpips_consistency",
+    "perceptual_consistency",
+    "caption_compressibility",
+)
+STUDY_METHODS = [
+    ("neurons", {}),
+    ("random", {}),
+    ("pca", {}),
+    ("ica", {}),
+    ("kmeans", {"n_components": None}),
+    ("nmf", {"n_components": None, "shift": True}),
+    ("sparse_coding", {"n_components": None}),
+    ("sae_l1", {"n_latents": None}),
+    ("sae_topk", {"n_latents": None, "k": 4}),
+]
+
+
+def study_metrics(names: tuple[str, ...], quick: bool) -> list[tuple[str, object]]:
+    """Every named metric under each of its protocols (instantiated from the registry)."""
+    from benchmark.config import instantiate
+    from benchmark.registry import METRICS
+
+    out = []
+    for name in names:
+        cls = METRICS.get(name)
+        protocols = getattr(cls, "_protocols", None) or (None,)
+        for protocol in protocols:
+            params = {} if protocol is None else {"protocol": protocol}
+            if quick and protocol == "psychophysics":
+                params["quantiles"] = (0.0,)
+            out.append((name, instantiate(cls, params, f"metric {name!r}")))
+    return out
+
+
+def _methods_for(n_features: int, d: int) -> list[tuple[str, dict]]:
+    out = []
+    for name, params in STUDY_METHODS:
+        p = dict(params)
+        for key in ("n_components", "n_latents"):
+            if key in p and p[key] is None:
+                p[key] = n_features
+        out.append((name, p))
+    return out
+
+
+@dataclass
+class Study:
+    auc: pd.DataFrame
+    recovery: pd.DataFrame
+    recovery_directions: pd.DataFrame
+    agreement: pd.DataFrame | None = None
+    claims: dict[str, pd.DataFrame] | None = None
+    stability: pd.DataFrame | None = None
+
+
+def planted_sets(quick: bool) -> list[tuple[Planted, str]]:
+    """The data sets with ground truth (clip art only when its Debian package is installed)."""
+    from benchmark.data.shapes import FACTORS, Shapes
+
+    n, size = (2400, 32) if quick else (4000, 64)
+    sets = [(planted_from_factors("shapes", Shapes(n=n, size=size, seed=1), FACTORS), "shape")]
+    if not quick:
+        try:
+            from benchmark.registry import DATASETS
+
+            clip = DATASETS.get("clipart")(n=3000, size=64)  # type: ignore[call-arg]
+            sets.append((planted_from_labels("clipart", clip), "label"))
+        except (UserError, TypeError) as exc:
+            print(f"validity: clipart skipped: {exc}")
+    return sets
+
+
+def run_study(*, quick: bool, results_run: str | None = None, seed: int = 0, log=print) -> Study:
+    """Parts 1-2 on planted data; parts 3-5 from ``results_run`` (a run directory) when given."""
+    noise_grid = (0.25, 1.0) if quick else (0.0, 0.25, 0.5, 1.0, 2.0)
+    sup_grid = (1.0, 3.0) if quick else (1.0, 2.0, 3.0, 4.0, 6.0)
+    default_noise, default_sup = 0.25, 3.0
+    names = ("label_consistency", "color_consistency", "caption_compressibility") if quick else VISION_METRICS
+    metrics = study_metrics(names, quick)
+    aucs, recs, dirs = [], [], []
+    for planted, label_factor in planted_sets(quick):
+        for noise in noise_grid:
+            log(f"validity: {planted.name} noise={noise} superposition={default_sup}")
+            aucs.append(
+                metric_auc(
+                    planted, metrics, superposition=default_sup, noise=noise, seed=seed, label_factor=label_factor
+                )
+            )
+        for sup in sup_grid:
+            if sup == default_sup:
+                continue
+            log(f"validity: {planted.name} noise={default_noise} superposition={sup}")
+            aucs.append(
+                metric_auc(
+                    planted, metrics, superposition=sup, noise=default_noise, seed=seed, label_factor=label_factor
+                )
+            )
+        d = max(2, int(round(planted.n_features / default_sup)))
+        methods = _methods_for(planted.n_features, d)
+        if quick:
+            methods = [m for m in methods if m[0] in ("neurons", "random", "pca", "kmeans", "sae_topk")]
+        log(f"validity: {planted.name} methods against planted features")
+        summary, per_dir = method_recovery(
+            planted, methods, metrics, superposition=default_sup, noise=default_noise, seed=seed
+        )
+        summary.insert(0, "data", planted.name)
+        per_dir.insert(0, "data", planted.name)
+        recs.append(summary)
+        dirs.append(per_dir)
+    study = Study(
+        pd.concat(aucs, ignore_index=True), pd.concat(recs, ignore_index=True), pd.concat(dirs, ignore_index=True)
+    )
+    if results_run:
+        from benchmark.results import read_tables
+
+        scores, _ = read_tables(results_run)
+        study.agreement = metric_agreement(scores)
+        study.claims = published_claims(scores)
+        study.stability = ranking_stability(scores)
+    return study
+
+
+def _md_table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        cells = [
+            floatfmt.format(v) if isinstance(v, float) and np.isfinite(v) else ("" if isinstance(v, float) else str(v))
+            for v in r
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _curve(df: pd.DataFrame, x: str, fixed: str, value: float, path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sub = df[(df[fixed] == value) & (df["status"] == "ok")]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for (data, metric), g in sub.groupby(["data", "metric"], sort=True):
+        g = g.sort_values(x)
+        ax.plot(g[x], g["auc_relevant"], marker="o", label=f"{data}: {metric}")
+    ax.axhline(0.5, color="grey", lw=1, ls=":")
+    ax.axhline(0.9, color="grey", lw=1, ls="--")
+    ax.set_xlabel(x)
+    ax.set_ylabel("ROC AUC, oracle vs random")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_page(study: Study, out: Path, *, command: str, seconds: float) -> Path:
+    """Write ``out/validity.md`` and its figures in ``out/validity/``."""
+    figs = out / "validity"
+    figs.mkdir(parents=True, exist_ok=True)
+    auc_df = study.auc
+    default = auc_df[(auc_df["noise"] == 0.25) & (auc_df["superposition"] == 3.0)]
+    _curve(auc_df, "noise", "superposition", 3.0, figs / "auc_vs_noise.png", "AUC vs noise (superposition 3)")
+    _curve(
+        auc_df, "superposition", "noise", 0.25, figs / "auc_vs_superposition.png", "AUC vs superposition (noise 0.25)"
+    )
+    best = default[default["status"] == "ok"].groupby("metric")["auc_relevant"].max()
+    lines = [
+        "# Is the benchmark right? A validity study",
+        "",
+        f"Generated by `{command}` in {seconds / 60:.1f} minutes; regenerate it with the same command.",
+        "",
+        "## 1. Metrics against planted directions",
+        "",
+        "Synthetic activations over real stimuli: every stimulus activates one planted feature per factor value it "
+        "has (shapes: shape, color, background, size, x, y, texture; clip art: category), each feature a random unit "
+        "direction, active with probability 0.4, magnitude uniform in [0.5, 1.5], in a space with "
+        "`superposition` times fewer dimensions than features, plus Gaussian noise (`noise` times the signal RMS). "
+        "The planted directions are the oracle basis. Each metric scores oracle and random directions; the table "
+        "gives the ROC AUC of oracle against random (0.5: cannot tell). `auc_relevant` uses the oracle features the "
+        "metric can see (label: the label factor; color: the background, which sets the mean image color of a "
+        "shapes image; others: every feature); `auc_all` uses every planted feature.",
+        "",
+        "At the default setting (noise 0.25, superposition 3):",
+        "",
+        _md_table(default[["data", "metric", "auc_relevant", "auc_all", "oracle_median", "random_median", "status"]]),
+        "Goal: AUC >= 0.9 for every metric on at least one data set. "
+        + (
+            "Reached by: " + ", ".join(sorted(best[best >= 0.9].index)) + ". "
+            if (best >= 0.9).any()
+            else "No metric reaches it. "
+        )
+        + (
+            "Not reached by: " + ", ".join(sorted(best[best < 0.9].index)) + "."
+            if (best < 0.9).any()
+            else "Every metric reaches it."
+        ),
+        "",
+        "![AUC against noise](validity/auc_vs_noise.png)",
+        "![AUC against superposition](validity/auc_vs_superposition.png)",
+        "",
+        "All settings:",
+        "",
+        _md_table(auc_df[["data", "metric", "noise", "superposition", "auc_relevant", "auc_all", "status"]]),
+        "## 2. Methods against planted features",
+        "",
+        "Each method is fitted on half of the synthetic activations (default setting) and scored on the other half. "
+        "Recovery: for each planted feature the best |cosine| among the method's directions, averaged (forward), and "
+        "for each direction its best planted match, averaged (reverse). `spearman`: rank correlation between a "
+        "direction's recovery and its metric score; positive means that, by this metric, more interpretable "
+        "directions are closer to the truth.",
+        "",
+    ]
+    rec = study.recovery
+    ok = rec[rec["status"] == "ok"] if "status" in rec else rec
+    if len(ok):
+        pivot = ok.pivot_table(
+            index=["data", "method", "recovery_forward", "recovery_reverse"], columns="metric", values="spearman"
+        ).reset_index()
+        lines += ["Spearman rho between per-direction recovery and metric score:", "", _md_table(pivot)]
+        med = ok.pivot_table(index=["data", "method"], columns="metric", values="median_score").reset_index()
+        lines += ["Median metric score per method:", "", _md_table(med)]
+    skipped = rec[rec["status"].astype(str).str.startswith("skipped")] if "status" in rec else rec.iloc[:0]
+    for _, r in skipped.drop_duplicates("method").iterrows():
+        lines.append(f"- {r['method']}: {r['status']}")
+    if study.agreement is not None:
+        lines += [
+            "",
+            "## 3. Metric agreement",
+            "",
+            "Spearman correlation between metric columns over every direction of the benchmark run:",
+            "",
+            _md_table(study.agreement.round(3).reset_index()),
+        ]
+    if study.claims is not None:
+        lines += ["", "## 4. Published claims, tested on our models", ""]
+        for claim, table in study.claims.items():
+            lines += [
+                f"### {claim}",
+                "",
+                f"**Verdict: {verdict(table)}.** Difference of medians over directions "
+                "(positive favours the claim) with a bootstrap 95% interval.",
+                "",
+            ]
+            lines += [_md_table(table.drop(columns=["claim"])) if len(table) else "(no data in this run)", ""]
+    if study.stability is not None and len(study.stability):
+        st = study.stability.groupby(["kind", "task"])["tau"].agg(["mean", "min", "count"]).reset_index()
+        lines += [
+            "",
+            "## 5. Stability",
+            "",
+            "Kendall tau of method rankings between seeds and between protocols:",
+            "",
+            _md_table(st),
+        ]
+    page = out / "validity.md"
+    page.write_text("\n".join(lines) + "\n")
+    return page
+
+
+def check_quick(study: Study) -> list[str]:
+    """The planted-answer properties ``validate`` asserts: in the easiest setting (lowest noise,
+    no superposition) the oracle beats random directions (AUC > 0.5 on the features the metric
+    can see) for every metric that applies."""
+    a = study.auc
+    low = a[(a["noise"] == a["noise"].min()) & (a["superposition"] == a["superposition"].min()) & (a["status"] == "ok")]
+    return [
+        f"{r['data']}: {r['metric']}: oracle AUC {r['auc_relevant']:.2f} <= 0.5"
+        for _, r in low.iterrows()
+        if not r["auc_relevant"] > 0.5
+    ]
