@@ -6,8 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from benchmark.activations import ActivationStore
+
+# Fits run on the GPU when there is one (the bases come back on the CPU either way).
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 # Small settings so every method fits a toy layer in about a second; only the fields a
 # method has are used.

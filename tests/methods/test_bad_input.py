@@ -12,7 +12,7 @@ import torch
 
 from benchmark.activations import ActivationStore
 from benchmark.errors import UserError
-from tests.methods.conftest import K_AT_MOST_D, make_method, method_names, toy_layer
+from tests.methods.conftest import DEVICE, K_AT_MOST_D, make_method, method_names, toy_layer
 
 LAYER = "toy_model/block2.conv"
 
@@ -25,7 +25,7 @@ def names_method(message: str, name: str, method) -> bool:
 def check(name: str, acts: np.ndarray, problem: tuple[str, ...], **overrides) -> None:
     method = make_method(name, **overrides)
     with pytest.raises(UserError) as info:
-        method.fit(ActivationStore(acts, name=LAYER), seed=0)
+        method.fit(ActivationStore(acts, name=LAYER), seed=0, device=DEVICE)
     message = str(info.value)
     assert names_method(message, name, method), message
     assert LAYER in message, message
@@ -82,7 +82,7 @@ def test_dead_unit_is_reported_not_an_error(name):
     acts[:, 4] = 0.0
     method = make_method(name, n_components=None) if name == "neurons" else make_method(name)
     store = ActivationStore(acts, name=LAYER)
-    basis = method.fit(store, seed=0)
+    basis = method.fit(store, seed=0, device=DEVICE)
     assert torch.isfinite(basis.directions).all()
     stats = compute_stats(basis, store)
     assert 0.0 <= stats["dead_fraction"] <= 1.0

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from methods.base import Basis
-from tests.methods.conftest import make_method, method_names, toy_layer
+from tests.methods.conftest import DEVICE, make_method, method_names, toy_layer
 
 
 @pytest.mark.parametrize("name", method_names())
 def test_round_trip_gives_identical_codes(name, tmp_path):
     method = make_method(name)
     store = toy_layer()
-    basis = method.fit(store, seed=0)
+    basis = method.fit(store, seed=0, device=DEVICE).to("cpu")
     basis.stats["fit_seconds"] = 0.5
     basis.save(tmp_path / name)
     assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.pt"))

@@ -11,6 +11,7 @@ from benchmark.errors import UserError
 from methods.base import compute_stats
 from methods.ica import ICA
 from methods.pca import PCA
+from tests.methods.conftest import DEVICE
 
 
 def amari_distance(product: np.ndarray) -> float:
@@ -33,7 +34,7 @@ def laplace_mixture(n: int, k: int, d: int, seed: int) -> tuple[np.ndarray, np.n
 @pytest.mark.parametrize(("k", "d"), [(8, 8), (6, 20)])
 def test_recovers_laplace_mixing(k, d):
     acts, mixing = laplace_mixture(20_000, k, d, seed=k)
-    basis = ICA(n_components=k).fit(acts, seed=0)
+    basis = ICA(n_components=k).fit(acts, seed=0, device=DEVICE)
     assert basis.stats["ica_converged"]
     assert amari_distance(basis.encoder.double().numpy() @ mixing) <= 0.05
     # directions are the unit mixing columns, up to order and sign
@@ -44,7 +45,7 @@ def test_recovers_laplace_mixing(k, d):
 
 def test_codes_unit_variance_positive_skew_and_decoder_is_pca_projection():
     acts, _ = laplace_mixture(10_000, 5, 12, seed=1)
-    basis = ICA(n_components=5).fit(acts, seed=0)
+    basis = ICA(n_components=5).fit(acts, seed=0, device=DEVICE)
     codes = basis.encode(torch.from_numpy(acts))
     assert torch.allclose(codes.var(dim=0), torch.ones(5), atol=0.01)
     centred = codes - codes.mean(dim=0)
@@ -52,19 +53,19 @@ def test_codes_unit_variance_positive_skew_and_decoder_is_pca_projection():
     norms = basis.decoder.norm(dim=1)
     assert (norms[:-1] >= norms[1:]).all()  # ordered by variance
     store = ActivationStore(acts)
-    pca_fvu = compute_stats(PCA(n_components=5).fit(acts, seed=0), store)["fvu"]
+    pca_fvu = compute_stats(PCA(n_components=5).fit(acts, seed=0, device=DEVICE), store)["fvu"]
     assert compute_stats(basis, store)["fvu"] == pytest.approx(pca_fvu, abs=1e-5)
 
 
 def test_rank_deficient_layer():
     acts, _ = laplace_mixture(5000, 4, 10, seed=2)  # rank 4 in 10 dims
-    basis = ICA().fit(acts, seed=0)
+    basis = ICA().fit(acts, seed=0, device=DEVICE)
     assert basis.k == 4 and basis.stats["ica_rank"] == 4
     with pytest.raises(UserError, match=r"ICA on .*rank 4.*n_components <= 4"):
-        ICA(n_components=6).fit(ActivationStore(acts, name="m/layer"), seed=0)
+        ICA(n_components=6).fit(ActivationStore(acts, name="m/layer"), seed=0, device=DEVICE)
 
 
 def test_seeded():
     acts, _ = laplace_mixture(4000, 4, 6, seed=3)
-    a, b = ICA(n_components=4).fit(acts, seed=5), ICA(n_components=4).fit(acts, seed=5)
+    a, b = ICA(n_components=4).fit(acts, seed=5, device=DEVICE), ICA(n_components=4).fit(acts, seed=5, device=DEVICE)
     assert torch.equal(a.encoder, b.encoder)

@@ -9,6 +9,7 @@ from sklearn.cluster import KMeans as SkKMeans
 
 from benchmark.errors import UserError
 from methods.kmeans import KMeans, KMeansBasis, kmeans_plusplus, sq_distances
+from tests.methods.conftest import DEVICE
 
 
 def gaussian_mixture(n: int = 6000, k: int = 10, d: int = 8, spread: float = 2.5, seed: int = 0) -> np.ndarray:
@@ -26,7 +27,7 @@ def inertia(x: np.ndarray, centres: torch.Tensor) -> float:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_inertia_within_one_percent_of_sklearn(seed):
     x = gaussian_mixture(seed=seed)
-    basis = KMeans(n_components=10, n_init=4).fit(x, seed=seed)
+    basis = KMeans(n_components=10, n_init=4).fit(x, seed=seed, device=DEVICE)
     reference = SkKMeans(n_clusters=10, n_init=4, random_state=seed).fit(x)
     ours = inertia(x, basis.centroids)
     assert ours <= 1.01 * reference.inertia_
@@ -36,8 +37,8 @@ def test_inertia_within_one_percent_of_sklearn(seed):
 
 def test_streamed_lloyd_equals_in_memory():
     x = gaussian_mixture(n=3000, seed=2)
-    in_memory = KMeans(n_components=6).fit(x, seed=0)
-    streamed = KMeans(n_components=6, max_memory_rows=1).fit(x, seed=0)
+    in_memory = KMeans(n_components=6).fit(x, seed=0, device=DEVICE)
+    streamed = KMeans(n_components=6, max_memory_rows=1).fit(x, seed=0, device=DEVICE)
     assert torch.allclose(in_memory.centroids, streamed.centroids, atol=1e-4)
 
 
@@ -46,7 +47,7 @@ def test_codes_and_decoders():
     t = torch.from_numpy(x)
     nearest = None
     for encode in ("projection", "neg_distance"):
-        basis = KMeans(n_components=5, encode=encode).fit(x, seed=0)
+        basis = KMeans(n_components=5, encode=encode).fit(x, seed=0, device=DEVICE)
         codes = basis.encode(t)
         dist = sq_distances(t, basis.centroids)
         nearest = basis.centroids[dist.argmin(dim=1)]
@@ -65,7 +66,7 @@ def test_cosine_recovers_directions_and_decodes_gain_shape():
     labels = rng.integers(4, size=3000)
     gains = rng.uniform(0.5, 20.0, size=(3000, 1))  # norms vary a lot: Euclidean k-means would split by norm
     x = (gains * (dirs[labels] + 0.05 * rng.normal(size=(3000, 6)))).astype(np.float32)
-    basis = KMeans(n_components=4, cosine=True).fit(x, seed=0)
+    basis = KMeans(n_components=4, cosine=True).fit(x, seed=0, device=DEVICE)
     assert (np.abs(basis.directions.double().numpy() @ dirs.T).max(axis=0) > 0.995).all()
     t = torch.from_numpy(x)
     codes = basis.encode(t)
@@ -76,7 +77,7 @@ def test_cosine_recovers_directions_and_decodes_gain_shape():
 
 def test_duplicate_centres_are_reported_not_a_crash():
     x = np.repeat(np.array([[0, 0], [5, 0], [0, 5]], dtype=np.float32), 50, axis=0)
-    basis = KMeans(n_components=5).fit(x, seed=0)
+    basis = KMeans(n_components=5).fit(x, seed=0, device=DEVICE)
     assert basis.stats["empty_clusters"] == 2
     assert torch.isfinite(basis.directions).all()
 
@@ -90,7 +91,7 @@ def test_kmeans_plusplus_spreads_centres():
 def test_bad_settings():
     x = gaussian_mixture(n=20, seed=6)
     with pytest.raises(UserError, match="KMeans on .*21 clusters.*only 20 rows"):
-        KMeans(n_components=21).fit(x, seed=0)
+        KMeans(n_components=21).fit(x, seed=0, device=DEVICE)
     with pytest.raises(UserError, match="encode must be one of"):
-        KMeans(n_components=2, encode="cosine").fit(x, seed=0)
-    assert KMeans(n_components=12).fit(x, seed=0).k == 12  # k > d is fine for k-means
+        KMeans(n_components=2, encode="cosine").fit(x, seed=0, device=DEVICE)
+    assert KMeans(n_components=12).fit(x, seed=0, device=DEVICE).k == 12  # k > d is fine for k-means

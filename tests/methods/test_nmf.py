@@ -12,6 +12,7 @@ from benchmark.activations import ActivationStore
 from benchmark.errors import UserError
 from methods.base import compute_stats
 from methods.nmf import NMF, nnls_codes
+from tests.methods.conftest import DEVICE
 
 
 def planted(n: int = 1500, d: int = 30, k: int = 6, seed: int = 0) -> np.ndarray:
@@ -25,7 +26,7 @@ def planted(n: int = 1500, d: int = 30, k: int = 6, seed: int = 0) -> np.ndarray
 @pytest.mark.parametrize("init", ["nndsvda", "random"])
 def test_reconstruction_within_one_percent_of_sklearn(init):
     x = planted()
-    basis = NMF(n_components=6, init=init).fit(x, seed=0)
+    basis = NMF(n_components=6, init=init).fit(x, seed=0, device=DEVICE)
     reference = SkNMF(n_components=6, init=init, random_state=0, max_iter=1000).fit(x.astype(np.float64))
     t = torch.from_numpy(x)
     ours = float((basis.decode(basis.encode(t)) - t).norm())
@@ -51,7 +52,7 @@ def test_recovers_planted_parts():
     for j in range(4):
         parts[j, 4 * j : 4 * j + 4] = rng.uniform(0.5, 1.5, size=4)  # disjoint supports: identifiable
     x = (rng.exponential(size=(2000, 4)) @ parts).astype(np.float32)
-    basis = NMF(n_components=4).fit(x, seed=0)
+    basis = NMF(n_components=4).fit(x, seed=0, device=DEVICE)
     truth = parts / np.linalg.norm(parts, axis=1, keepdims=True)
     assert (basis.directions.double().numpy() @ truth.T).max(axis=0).min() > 0.99
 
@@ -60,8 +61,8 @@ def test_negative_layer_refused_unless_shift():
     x = planted(seed=3) - 0.5
     store = ActivationStore(x, name="cnn/conv2_preact")
     with pytest.raises(UserError, match=r"NMF on cnn/conv2_preact.*negative values.*shift = true"):
-        NMF(n_components=4).fit(store, seed=0)
-    basis = NMF(n_components=4, shift=True).fit(store, seed=0)
+        NMF(n_components=4).fit(store, seed=0, device=DEVICE)
+    basis = NMF(n_components=4, shift=True).fit(store, seed=0, device=DEVICE)
     assert torch.allclose(basis.shift, torch.from_numpy(x.min(axis=0)))
     t = torch.from_numpy(x)
     unexplained = float(((basis.decode(basis.encode(t)) - t) ** 2).sum() / ((t - t.mean(0)) ** 2).sum())
@@ -71,7 +72,7 @@ def test_negative_layer_refused_unless_shift():
 def test_dead_component_reported():
     x = np.zeros((200, 6), dtype=np.float32)
     x[:, :2] = np.random.default_rng(4).exponential(size=(200, 2))  # rank 2, four units always 0
-    basis = NMF(n_components=5, init="nndsvd").fit(x, seed=0)  # NNDSVD leaves 3 components at zero
+    basis = NMF(n_components=5, init="nndsvd").fit(x, seed=0, device=DEVICE)  # NNDSVD leaves 3 components at zero
     assert basis.stats["dead_components"] == 3
     stats = compute_stats(basis, ActivationStore(x))
     assert stats["dead_fraction"] == pytest.approx(3 / 5)
