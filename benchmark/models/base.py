@@ -135,3 +135,14 @@ class TorchImageModel(ModelAdapter):
         """Logits ``[b, classes]`` for images ``[b, C, H, W]`` in [0, 1]."""
         self.net.to(device)
         return self.net(self.preprocess(images.to(device)))
+
+    #: held-out images used by :meth:`fidelity` (at most)
+    fidelity_samples: int = 512
+
+    def fidelity(self, basis, layer: str, samples: StimulusSet, idx: np.ndarray, *, device) -> dict[str, float]:
+        """Downstream fidelity of ``basis`` at ``layer`` (classifiers; ``{}`` otherwise): the top-1
+        agreement with the unmodified model when the reconstruction is spliced back in
+        (conv layers: as a shift of the spatial mean); see :mod:`benchmark.models.fidelity`."""
+        from benchmark.models.fidelity import splice_fidelity
+
+        return splice_fidelity(self, basis, layer, samples, idx, device=device, max_samples=self.fidelity_samples)
