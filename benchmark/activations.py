@@ -92,14 +92,33 @@ class ActivationStore:
             del view
 
     def _take(self, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx`` (sorted indices) as a fresh array, through a map dropped after the copy."""
+        """Rows ``idx`` (sorted indices) as a fresh array.
+
+        On-disk rows are read with ``pread``, one call per run of consecutive rows: a memory
+        map would fault in whole neighbourhoods of pages around each scattered row.
+        """
         if self._file is None:
             return np.asarray(self.acts[idx])
-        view = np.load(self._file[0], mmap_mode="r")
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty((len(idx), self.d), dtype=self.acts.dtype)
+        if not len(idx):
+            return out
+        path, offset = self._file
+        row_bytes = self.d * self.acts.dtype.itemsize
+        breaks = np.flatnonzero(np.diff(idx) != 1) + 1
+        starts = np.concatenate([[0], breaks])
+        stops = np.concatenate([breaks, [len(idx)]])
+        flat = memoryview(out.reshape(-1).view(np.uint8))
+        fd = os.open(path, os.O_RDONLY)
         try:
-            return np.asarray(view[idx])
+            for a, b in zip(starts.tolist(), stops.tolist()):
+                want = (b - a) * row_bytes
+                got = os.preadv(fd, [flat[a * row_bytes : b * row_bytes]], offset + int(idx[a]) * row_bytes)
+                if got != want:
+                    raise OSError(errno.EIO, f"short read from {path}: {got} of {want} bytes")
         finally:
-            del view
+            os.close(fd)
+        return out
 
     def rows(self, start: int, stop: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """Rows ``[stop - start, d]`` as float32 on ``device``.
@@ -156,8 +175,9 @@ class ActivationStore:
 
     def check_finite(self, where: str) -> None:
         """Raise a :class:`UserError` naming ``where`` if any value is NaN or infinite."""
-        for start in range(0, self.n, 65536):
-            block = self._read(start, start + 65536).astype(np.float32, copy=False)
+        step = max(1, (1 << 23) // max(1, self.d * self.acts.dtype.itemsize))  # ~8 MiB per read
+        for start in range(0, self.n, step):
+            block = self._read(start, start + step)
             if not np.isfinite(block).all():
                 bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
                 raise UserError(f"{where}: {self.name} has NaN or Inf values (first in row {bad})")
