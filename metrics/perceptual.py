@@ -38,20 +38,31 @@ def build_adapter(model: str) -> Any:
     return cls(name=rest) if rest else cls()
 
 
-@functools.lru_cache(maxsize=4)
-def _adapter(model: str) -> Any:
-    return build_adapter(model)
+#: stage outputs read by default, for models whose adapter names no ``perceptual_layers``
+KNOWN_LAYERS = {
+    # the last block of the stages at 1/2, 1/4, 1/8, 1/16 and 1/32 resolution
+    "efficientnet_lite0": ("_blocks.0", "_blocks.2", "_blocks.4", "_blocks.10", "_blocks.15"),
+}
 
 
 @functools.lru_cache(maxsize=4)
-def _adapter_key(model: str) -> str:
-    """A short hash of the adapter's identity (name, weights): computed once per process."""
+def _adapter(model: str, image_size: int | None) -> Any:
+    """A private adapter instance (so its ``input_size`` may be set here)."""
+    adapter = build_adapter(model)
+    if hasattr(adapter, "input_size"):
+        adapter.input_size = image_size
+    return adapter
+
+
+@functools.lru_cache(maxsize=4)
+def _adapter_key(model: str, image_size: int | None) -> str:
+    """A short hash of the adapter's identity (name, weights, input size): computed once per process."""
     from benchmark.cache import hash_key
 
-    return hash_key(_adapter(model).identity())[:16]
+    return hash_key(_adapter(model, image_size).identity())[:16]
 
 
-_LAYERS: dict[tuple[str, str], tuple[str, ...]] = {}
+_LAYERS: dict[tuple[str, str, str], tuple[str, ...]] = {}
 
 
 def _copy(out: Any) -> Any:
@@ -90,9 +101,9 @@ def feature_maps(adapter: Any, images: Tensor, layers: tuple[str, ...]) -> list[
 
 
 def default_layers(adapter: Any, probe: Tensor) -> tuple[str, ...]:
-    """The adapter's ``perceptual_layers`` when it names them, else up to five evenly spaced
-    layers (in the adapter's order) whose outputs on ``probe`` are spatial maps."""
-    named = getattr(adapter, "perceptual_layers", None)
+    """The adapter's ``perceptual_layers`` when it names them (or :data:`KNOWN_LAYERS`), else up
+    to five evenly spaced layers (in the adapter's order) whose outputs on ``probe`` are spatial maps."""
+    named = getattr(adapter, "perceptual_layers", None) or KNOWN_LAYERS.get(getattr(adapter, "name", ""))
     if named:
         return tuple(named)
     candidates = list(adapter.layers())
@@ -125,11 +136,14 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
             ``"torchvision:resnet18"``, ...).
         layers: the layers read (empty: the model's ``perceptual_layers``, else up to five
             evenly spaced layers with spatial outputs).
+        image_size: the square size images are resized to before the model (None: their own
+            size, as LPIPS does; the model's preprocessing otherwise applies).
         device: where the model runs (``"auto"``: CUDA when present).
     """
 
     model: str = "efficientnet_lite0"
     layers: tuple[str, ...] = ()
+    image_size: int | None = None
     device: str = "auto"
     modalities: ClassVar[frozenset[str]] = frozenset({"vision"})
     requires: ClassVar[frozenset[str]] = frozenset({"images"})
@@ -144,7 +158,7 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
 
     def adapter(self) -> Any:
         """The model adapter (built once per process); raises UserError when it cannot load."""
-        adapter = _adapter(self.model)
+        adapter = _adapter(self.model, self.image_size)
         if getattr(adapter, "modality", "vision") != "vision" or not hasattr(adapter, "net"):
             raise UserError(f"perceptual_consistency: model {self.model!r} is not a torch vision model")
         if self.layers:
@@ -177,7 +191,7 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
             return self.layers
         from metrics.features import stimuli_key
 
-        key = (self.model, stimuli_key(stimuli))
+        key = (self.model, str(self.image_size), stimuli_key(stimuli))
         if key not in _LAYERS:
             probe = next(image_batches(stimuli, np.arange(1), 1))
             _LAYERS[key] = default_layers(self.adapter(), probe)
@@ -185,7 +199,7 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
 
     def feature_namespace(self, stimuli: StimulusSet) -> str:
         layers = self.resolved_layers(stimuli)
-        return f"perceptual:{self.model}:{_adapter_key(self.model)}:{','.join(layers)}"
+        return f"perceptual:{self.model}:{_adapter_key(self.model, self.image_size)}:{','.join(layers)}"
 
     def raw_features(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
         """Embeddings ``[j, D]`` of stimuli ``idx`` (the model runs here, in batches of 64)."""

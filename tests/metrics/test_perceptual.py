@@ -1,0 +1,82 @@
+"""Perceptual consistency (LPIPS-style "baseline" distance on a registered model's features):
+values against a direct computation from hooked feature maps, default layers, skips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import rank_codes
+
+from benchmark.data.shapes import Shapes
+from benchmark.errors import UserError
+from benchmark.registry import MODELS
+from metrics.base import TopExamples
+from metrics.features import FEATURES
+from metrics.perceptual import PerceptualConsistency
+
+
+def direct_distances(model_name: str, layers: list[str], images: torch.Tensor) -> np.ndarray:
+    """sum_l mean_hw sum_c (f/|f| (x) - f/|f| (y))^2, from scratch with forward hooks."""
+    adapter = MODELS.get(model_name)()
+    modules = dict(adapter.net.named_modules())
+    maps: dict[str, torch.Tensor] = {}
+    hooks = [modules[n].register_forward_hook(lambda _m, _i, o, n=n: maps.__setitem__(n, o.clone())) for n in layers]
+    with torch.no_grad():
+        adapter.net(adapter.preprocess(images))
+    for h in hooks:
+        h.remove()
+    m = len(images)
+    out = np.zeros((m, m))
+    for n in layers:
+        f = maps[n].double()
+        f = f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+        for i in range(m):
+            for j in range(m):
+                out[i, j] += float(((f[i] - f[j]) ** 2).sum(0).mean())
+    return out
+
+
+def test_values_equal_direct_computation_and_default_layers():
+    stimuli = Shapes(n=30, size=32, seed=2)
+    metric = PerceptualConsistency(model="shapes_cnn_untrained", device="cpu")
+    assert metric.skip_reason(stimuli) is None
+    assert metric.resolved_layers(stimuli) == ("conv1", "conv2", "conv3", "conv4")
+    emb = metric.gather(stimuli, np.arange(10)[None])
+    ours = -metric.pairwise(emb, emb)[0].double().numpy()
+    expected = direct_distances(
+        "shapes_cnn_untrained", ["conv1", "conv2", "conv3", "conv4"], stimuli.images(np.arange(10))
+    )
+    print(f"perceptual: max |ours - direct| = {np.abs(ours - expected).max():.2e}")
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+
+    # through the protocol (Gram path) the same values come back
+    FEATURES.clear()
+    codes = np.random.default_rng(0).standard_normal((30, 4)).astype(np.float32)
+    examples = TopExamples(stimuli, rank_codes(codes, 5))
+    score = PerceptualConsistency(model="shapes_cnn_untrained", layers=("conv2", "conv4"), n=5).score(examples)
+    full = direct_distances("shapes_cnn_untrained", ["conv2", "conv4"], stimuli.images(np.arange(30)))
+    off = ~np.eye(5, dtype=bool)
+    expected = [-full[np.ix_(t, t)][off].mean() for t in examples.top_idx[:, :5]]
+    np.testing.assert_allclose(score, expected, atol=1e-5)
+
+
+def test_unknown_model_is_an_error_and_bad_layer_a_skip():
+    with pytest.raises(UserError, match="unknown model"):
+        PerceptualConsistency(model="efficientnet_lite9")
+    reason = PerceptualConsistency(model="shapes_cnn_untrained", layers=("conv9",)).skip_reason(Shapes(n=4, size=32))
+    assert reason is not None and "conv9" in reason
+
+
+def test_default_model_is_skipped_with_a_reason_or_runs():
+    stimuli = Shapes(n=40, size=32, seed=1)
+    metric = PerceptualConsistency()
+    assert metric.model == "efficientnet_lite0"
+    reason = metric.skip_reason(stimuli)
+    if reason is not None:
+        print(f"perceptual_consistency default: skipped: {reason}")
+        assert "efficientnet_lite0" in reason
+        return
+    codes = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
+    score = metric.score(TopExamples(stimuli, rank_codes(codes, 8)))
+    assert np.isfinite(score).all() and (score <= 0).all()
