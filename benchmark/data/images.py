@@ -174,7 +174,8 @@ def load_folder_cached(
             full = np.load(tmp / "images.npy", mmap_mode="r")
             small = open_memmap(tmp / "kept.npy", mode="w+", dtype=np.uint8, shape=(len(kept), 3, size, size))
             for s in range(0, len(kept), 1024):
-                small[s : s + 1024] = full[s : s + 1024]
+                e = min(s + 1024, len(kept))
+                small[s:e] = full[s:e]
             small.flush()
             del small, full
             os.replace(tmp / "kept.npy", tmp / "images.npy")
