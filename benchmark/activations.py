@@ -150,9 +150,9 @@ class ActivationStore:
         starts = rng.permutation(np.arange(0, self.n, block))
         for bstart in starts:
             chunk = self._read(bstart, min(bstart + block, self.n))
-            chunk = chunk[rng.permutation(len(chunk))]
+            order = rng.permutation(len(chunk))  # gathered per batch: no second copy of the block
             for s in range(0, len(chunk), batch_size):
-                yield _to_float32(chunk[s : s + batch_size], device)
+                yield _to_float32(chunk[order[s : s + batch_size]], device)
 
     def load(self, max_rows: int | None = None, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
         """All rows (or a seeded random sample of ``max_rows``) as one float32 tensor ``[m, d]``."""
