@@ -31,3 +31,25 @@ def test_round_trip_gives_identical_codes(name, tmp_path):
     assert loaded.has_decoder == basis.has_decoder
     if basis.has_decoder:
         assert torch.equal(loaded.decode(codes), basis.decode(codes))
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("kmeans", {"cosine": True}),
+        ("kmeans", {"encode": "neg_distance"}),
+        ("nmf", {"shift": True}),
+        ("pca", {"solver": "randomized", "n_components": 3}),
+    ],
+)
+def test_round_trip_of_variants(name, params, tmp_path):
+    store = toy_layer()
+    if params.get("shift"):
+        store = type(store)(store.acts - 1.0, name=store.name)
+    basis = make_method(name, **params).fit(store, seed=1, device=DEVICE).to("cpu")
+    basis.save(tmp_path)
+    loaded = Basis.load(tmp_path)
+    x = torch.from_numpy(store.acts[:100].copy())
+    assert torch.equal(loaded.encode(x), basis.encode(x))
+    for field in ("cosine", "encoding"):
+        assert getattr(loaded, field, None) == getattr(basis, field, None)
