@@ -117,7 +117,7 @@ def load_results(path: str | Path) -> Results:
     """
     from benchmark.errors import UserError
     from benchmark.results import read_tables
-    from interpbench.gallery import read_galleries
+    from interpbench.gallery import GALLERY_FILE, galleries_from_run_dir, read_galleries
 
     path = Path(path).expanduser()
     if not (path / "scores.parquet").exists() and (path / "runs").is_dir():
@@ -126,7 +126,13 @@ def load_results(path: str | Path) -> Results:
             raise UserError(f"{path}/runs has no run directories with scores.parquet")
         path = max(runs, key=lambda p: (p / "scores.parquet").stat().st_mtime).resolve()
     scores, fits = read_tables(path)
-    return Results(path, scores, fits, None, read_galleries(path))
+    galleries = read_galleries(path)
+    if not galleries and not (path / GALLERY_FILE).exists():  # a command-line run: the report's galleries
+        try:
+            galleries = galleries_from_run_dir(path, scores)
+        except Exception:  # the HTML view is a convenience: never fail to load a run for it
+            galleries = []
+    return Results(path, scores, fits, None, galleries)
 
 
 # -- dict -> TOML (so a dict config is parsed and validated exactly like a file) -----------

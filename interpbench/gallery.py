@@ -164,6 +164,67 @@ def read_galleries(run_dir: Path) -> list[dict]:
     return data if isinstance(data, list) else []
 
 
+def galleries_from_run_dir(
+    run_dir: Path, scores: pd.DataFrame, *, n_directions: int = 3, n_stimuli: int = 6
+) -> list[dict]:
+    """Galleries from the per-cell files the runner writes into ``<run_dir>/galleries/`` (for the report).
+
+    Used for runs made with the command line (no ``gallery.json``): the best ``n_directions`` of the
+    directions those files hold, by the cell's headline score. Returns ``[]`` when there are none.
+    """
+    from PIL import Image
+
+    from benchmark.config import TaskSpec
+    from benchmark.report.gallery import THUMB_PX, read_galleries
+    from benchmark.results import method_label
+    from benchmark.runner import Task
+
+    out = []
+    for doc in read_galleries(Path(run_dir)).values():
+        model, layer, dataset = doc["task"]
+        params = json.loads(doc["method_params"])
+        cell = Cell(
+            Task(TaskSpec(model=model, layers=(layer,), dataset=dataset), layer), doc["method"], params, doc["seed"]
+        )
+        by_direction = {int(d["direction"]): d for d in doc["directions"]}
+        ranked = [r for r in best_directions(scores, cell, len(scores)) if r[0] in by_direction][:n_directions]
+        sprite_path = Path(doc["dir"]) / f"{_stem(doc)}.png"
+        sprite = Image.open(sprite_path).convert("RGB") if sprite_path.is_file() else None
+        directions = []
+        for j, metric, value in ranked:
+            top = by_direction[j]["top"][:n_stimuli]
+            entry: dict[str, Any] = {"direction": j, "metric": metric, "value": value}
+            if sprite is not None and all("sprite" in e for e in top):
+                entry["images"] = []
+                for e in top:
+                    row, col = e["sprite"]
+                    crop = sprite.crop((col * THUMB_PX, row * THUMB_PX, (col + 1) * THUMB_PX, (row + 1) * THUMB_PX))
+                    entry["images"].append(thumbnail_png(np.asarray(crop, dtype=np.float32).transpose(2, 0, 1) / 255))
+            elif all("text" in e for e in top):
+                entry["texts"] = ["".join(e["text"])[-300:] for e in top]
+                entry["tokens"] = [e["text"][1] for e in top]
+            if all("label" in e for e in top):
+                entry["labels"] = [e["label"] for e in top]
+            directions.append(entry)
+        if directions:
+            task = f"{model}/{layer}/{dataset}"
+            out.append(
+                {
+                    "task": task,
+                    "method": method_label(doc["method"], doc["method_params"]),
+                    "seed": doc["seed"],
+                    "directions": directions,
+                }
+            )
+    return sorted(out, key=lambda g: (g["task"], g["method"]))
+
+
+def _stem(doc: dict) -> str:
+    from benchmark.report.gallery import method_slug
+
+    return method_slug(doc["method"], doc["method_params"])
+
+
 def galleries_html(galleries: list[dict]) -> str:
     """HTML of the galleries; every string from the run or the corpus is escaped."""
     esc = html.escape

@@ -273,3 +273,21 @@ def test_text_galleries_show_the_top_contexts_of_the_best_directions(tmp_path):
     assert gallery["directions"][0]["labels"] == ["even", "odd", "even", "odd"]
     page = Results(tmp_path, scores.assign(run_id="r"), pd.DataFrame(), None, [gallery])._repr_html_()
     assert "context &lt;10&gt;" in page and "<b>[t10]</b>" in page
+
+
+def test_command_line_runs_load_with_galleries(tmp_path):
+    """A run made with `interpbench run` (no gallery.json) shows the galleries the runner saved for the report."""
+    from benchmark.cli import main
+
+    (tmp_path / "api.toml").write_text(to_toml(CONFIG))
+    code = main(["--cache-dir", str(tmp_path / "c"), "run", "--config", str(tmp_path / "api.toml"),
+                 "--results-dir", str(tmp_path / "r"), "--quiet"])  # fmt: skip
+    assert code == 0
+    res = interpbench.load_results(tmp_path / "r")
+    assert {g["method"] for g in res.galleries} == {"neurons", "pca(n_components=6)"}
+    for g in res.galleries:
+        values = [d["value"] for d in g["directions"]]
+        assert values == sorted(values, reverse=True) and all(len(d["images"]) == 6 for d in g["directions"])
+    assert res._repr_html_().count('src="data:image/png;base64,') == 6 * sum(
+        len(g["directions"]) for g in res.galleries
+    )
