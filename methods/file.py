@@ -118,14 +118,25 @@ class FileBasis(Method):
         return basis
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
 def content_digest(path: Path) -> str:
-    """A digest of the file, or of every file under the folder (names and bytes)."""
+    """A digest of the file, or of every file under the folder (names and bytes).
+
+    Remembered per (path, size, modification time) of every file, so a large SAE is hashed once
+    per process, not once per grid cell.
+    """
     from benchmark.cache import file_digest, hash_key
 
-    if path.is_file():
-        return file_digest(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    return hash_key([[str(p.relative_to(path)), file_digest(p)] for p in files])
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stamp = (str(path.resolve()), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if stamp not in _DIGESTS:
+        if path.is_file():
+            _DIGESTS[stamp] = file_digest(path)
+        else:
+            _DIGESTS[stamp] = hash_key([[str(p.relative_to(path)), file_digest(p)] for p in files])
+    return _DIGESTS[stamp]
 
 
 # ----------------------------------------------------------------------------------------
