@@ -36,7 +36,7 @@ def probe_layers(net: nn.Module, example: torch.Tensor) -> list[str]:
     ok: dict[str, bool] = {}
     handles = []
     for name, module in net.named_modules():
-        if not name or isinstance(module, nn.Sequential | nn.ModuleList | nn.ModuleDict):
+        if not name or isinstance(module, nn.ModuleList | nn.ModuleDict):
             continue
 
         def hook(_m, _i, out, name=name):
