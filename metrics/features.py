@@ -119,10 +119,16 @@ class FeatureCache:
             self.hits = self.misses = 0
 
     def rows(
-        self, namespace: str, stimuli: StimulusSet, idx: np.ndarray, compute: Callable[[np.ndarray], Tensor]
-    ) -> Tensor:
+        self,
+        namespace: str,
+        stimuli: StimulusSet,
+        idx: np.ndarray,
+        compute: Callable[[np.ndarray], Tensor],
+        gather: bool = True,
+    ) -> Tensor | None:
         """Feature rows ``[m, ...]`` of stimuli ``idx [m]`` (any order, repeats allowed);
-        ``compute(missing [j]) -> [j, ...]`` fills the gaps, each missing stimulus once."""
+        ``compute(missing [j]) -> [j, ...]`` fills the gaps, each missing stimulus once.
+        With ``gather=False`` the rows are only made present (None is returned when they are)."""
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         key = (namespace, stimuli_key(stimuli))
         with self._lock:
@@ -138,6 +144,8 @@ class FeatureCache:
                 computed = compute(missing)
                 if not self._store(key, table, missing, computed):
                     return self._assemble(table, idx, missing, computed)
+            if not gather:
+                return None
             return table.data[torch.from_numpy(table.slot[idx])]  # (faster than index_select on CPU)
 
     def table(self, namespace: str, stimuli: StimulusSet) -> _Table | None:
@@ -177,10 +185,14 @@ FEATURES = FeatureCache()
 
 
 def cached_rows(
-    namespace: str, stimuli: StimulusSet, idx: np.ndarray, compute: Callable[[np.ndarray], Tensor]
-) -> Tensor:
+    namespace: str,
+    stimuli: StimulusSet,
+    idx: np.ndarray,
+    compute: Callable[[np.ndarray], Tensor],
+    gather: bool = True,
+) -> Tensor | None:
     """Rows ``[m, ...]`` for ``idx`` from :data:`FEATURES`, computing only the missing ones."""
-    return FEATURES.rows(namespace, stimuli, idx, compute)
+    return FEATURES.rows(namespace, stimuli, idx, compute, gather)
 
 
 class CachedGather:
@@ -235,8 +247,9 @@ class GramSimilarity(CachedGather):
         the Gram matrix over them when that is cheaper than gathering their rows."""
         idx = np.asarray(idx).reshape(-1)
         unique = np.unique(idx)
-        self.embed(stimuli, unique)
-        table = FEATURES.table(self.feature_namespace(stimuli), stimuli)
+        namespace = self.feature_namespace(stimuli)
+        centred_rows(namespace, stimuli, unique, lambda missing: self.raw_features(stimuli, missing), gather=False)
+        table = FEATURES.table(namespace, stimuli)
         if table is None or table.data is None or (table.slot[unique] < 0).any():
             return  # over the cache budget: gather per batch
         if (table.slot[unique] < table.gram_rows).all():
@@ -266,7 +279,9 @@ _CENTRES: dict[tuple[str, str], Tensor] = {}
 _N_CENTRE = 16
 
 
-def centred_rows(namespace: str, stimuli: StimulusSet, idx: np.ndarray, raw: Callable[[np.ndarray], Tensor]) -> Tensor:
+def centred_rows(
+    namespace: str, stimuli: StimulusSet, idx: np.ndarray, raw: Callable[[np.ndarray], Tensor], gather: bool = True
+) -> Tensor | None:
     """Cached embeddings for a squared-Euclidean similarity: ``[m, D + 1]`` (see :func:`with_norm_column`).
 
     ``raw(idx) -> [j, D]`` computes embeddings; each is stored minus a centre (the mean raw
@@ -278,10 +293,12 @@ def centred_rows(namespace: str, stimuli: StimulusSet, idx: np.ndarray, raw: Cal
         _CENTRES[key] = raw(np.arange(min(_N_CENTRE, len(stimuli)))).double().mean(dim=0)
     centre = _CENTRES[key]
 
-    def compute(missing: np.ndarray) -> Tensor:
-        return with_norm_column((raw(missing).double() - centre).float())
+    centre32 = centre.float()
 
-    return cached_rows(namespace, stimuli, idx, compute)
+    def compute(missing: np.ndarray) -> Tensor:
+        return with_norm_column(raw(missing).float().sub_(centre32))
+
+    return cached_rows(namespace, stimuli, idx, compute, gather)
 
 
 def squared_distances(a: Tensor, b: Tensor, sq_a: Tensor | None = None, sq_b: Tensor | None = None) -> Tensor:
@@ -318,7 +335,7 @@ def chunked_products(a: Tensor, b: Tensor) -> Tensor:
 
 def with_norm_column(rows: Tensor) -> Tensor:
     """``[m, D] -> [m, D + 1]``: the rows followed by their squared norms (summed in float64)."""
-    sq = rows.double().pow(2).sum(dim=1, keepdim=True).to(rows.dtype)
+    sq = torch.linalg.vector_norm(rows, dim=1, keepdim=True, dtype=torch.float64).pow_(2).to(rows.dtype)
     return torch.cat([rows, sq], dim=1)
 
 

@@ -45,17 +45,17 @@ def alexnet_features() -> nn.Sequential:
     """torchvision's AlexNet ``features`` up to relu5 (the trunk LPIPS uses), randomly initialised."""
     return nn.Sequential(
         nn.Conv2d(3, 64, 11, 4, 2),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2),
         nn.Conv2d(64, 192, 5, padding=2),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2),
         nn.Conv2d(192, 384, 3, padding=1),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.Conv2d(384, 256, 3, padding=1),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.Conv2d(256, 256, 3, padding=1),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -101,24 +101,30 @@ class LPIPSEmbedding(nn.Module):
     @torch.inference_mode()
     def forward(self, images: Tensor) -> Tensor:
         x = (2 * images.float() - 1 - _SHIFT.to(images.device)) / _SCALE.to(images.device)
-        out = []
-        layer = 0
+        maps = []
         for i, module in enumerate(self.features):
             x = module(x)
             if i in _TAPS:
-                out.append(normalized_flat(x, getattr(self, f"sqrt_w{layer}")))
-                layer += 1
-        return torch.cat(out, dim=1)
+                maps.append(x)
+        return normalized_flat(maps, [getattr(self, f"sqrt_w{i}") for i in range(len(maps))])
 
 
-def normalized_flat(fmap: Tensor, sqrt_w: Tensor | None) -> Tensor:
-    """LPIPS layer embedding ``[b, C*H*W]``: unit channel norm per position (eps 1e-10 as in
-    ``lpips.normalize_tensor``), times ``sqrt(w_c)``, divided by ``sqrt(H*W)``."""
-    norm = fmap.pow(2).sum(dim=1, keepdim=True).sqrt()
-    f = fmap / (norm + 1e-10)
-    if sqrt_w is not None:
-        f = f * sqrt_w[None, :, None, None]
-    return (f / np.sqrt(fmap.shape[2] * fmap.shape[3])).flatten(1)
+def normalized_flat(maps: list[Tensor], sqrt_w: list[Tensor | None]) -> Tensor:
+    """LPIPS embedding ``[b, sum_l C_l H_l W_l]`` of feature maps ``[b, C_l, H_l, W_l]``: unit
+    channel norm per position (eps 1e-10, as ``lpips.normalize_tensor``), times ``sqrt(w_c)``
+    (None: unit weights), divided by ``sqrt(H_l W_l)``; written in place into one tensor."""
+    b = maps[0].shape[0]
+    out = torch.empty((b, sum(m[0].numel() for m in maps)), dtype=torch.float32, device=maps[0].device)
+    start = 0
+    for fmap, w in zip(maps, sqrt_w):
+        _, c, h, wd = fmap.shape
+        view = out[:, start : start + c * h * wd].view(b, c, h, wd)
+        inv = 1.0 / ((torch.linalg.vector_norm(fmap, dim=1, keepdim=True) + 1e-10) * np.sqrt(h * wd))
+        torch.mul(fmap, inv, out=view)
+        if w is not None:
+            view.mul_(w.to(view.device)[None, :, None, None])
+        start += c * h * wd
+    return out
 
 
 @functools.lru_cache(maxsize=4)

@@ -120,11 +120,9 @@ def default_layers(adapter: Any, probe: Tensor) -> tuple[str, ...]:
 def perceptual_embedding(maps: list[Tensor]) -> Tensor:
     """``[b, D]`` with ``|e(x) - e(y)|^2 = d(x, y)``: per layer, unit channel norm per position
     (eps 1e-10, as LPIPS), divided by ``sqrt(H W)``, flattened; layers concatenated."""
-    out = []
-    for f in maps:
-        norm = f.pow(2).sum(dim=1, keepdim=True).sqrt()
-        out.append((f / (norm + 1e-10) / np.sqrt(f.shape[2] * f.shape[3])).flatten(1))
-    return torch.cat(out, dim=1)
+    from metrics.lpips import normalized_flat
+
+    return normalized_flat(maps, [None] * len(maps))
 
 
 @dataclass(frozen=True)
