@@ -169,6 +169,20 @@ class Runner:
             for params in spec.expand()
         ]
 
+    def unavailable_tasks(self) -> dict[str, str]:
+        """``{task label: reason}`` for tasks whose data set or model cannot be had here (an
+        optional Debian package or weights file that is not installed); each is logged in one
+        line and the rest of the grid runs."""
+        skipped: dict[str, str] = {}
+        for task in self.tasks():
+            try:
+                model = self._task_objects(task)[0]
+                model.check_layer(task.layer)
+            except UserError as exc:
+                skipped[task.label] = str(exc)
+                self.log(f"interpbench: skipping task {task.label}: {exc}")
+        return skipped
+
     # -- task-level stages -------------------------------------------------------------
     def _task_objects(self, task: Task):
         key = hash_key([task.spec.model, task.spec.model_params, task.spec.spatial])
@@ -389,6 +403,10 @@ class Runner:
         run_id = self.run_id or self.default_run_id()
         run_dir = Path(self.results_dir) / "runs" / run_id
         start = time.perf_counter()
+        skipped = self.unavailable_tasks()
+        cells = [c for c in cells if c.task.label not in skipped]
+        if not cells:
+            raise UserError("no task of the grid can run here: " + "; ".join(f"{t}: {r}" for t, r in skipped.items()))
         self.log(
             f"interpbench: {len(cells)} cells ({len(self.tasks())} tasks x methods x seeds), "
             f"{len(self.metrics())} metrics, device {self.device}, cache {self.cache.root}"
@@ -408,6 +426,7 @@ class Runner:
         fits.insert(1, "run_id", run_id)
         write_tables(run_dir, scores, fits)
         resolved = self.config.resolved()
+        (run_dir / "skipped_tasks.json").write_text(json.dumps(skipped, indent=1, sort_keys=True))
         (run_dir / "config.json").write_text(json.dumps(resolved, indent=1, sort_keys=True, default=str))
         (run_dir / "environment.json").write_text(json.dumps(environment(self.device), indent=1, sort_keys=True))
         stage_times = stage_table(self.cache.records)

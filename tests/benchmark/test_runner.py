@@ -160,3 +160,20 @@ def test_resume_after_sigkill_recomputes_nothing_finished(tmp_path):
     a = pd.read_parquet(next((tmp_path / "r" / "runs").iterdir()) / "scores.parquet")
     b = pd.read_parquet(next((tmp_path / "r2" / "runs").iterdir()) / "scores.parquet")
     pd.testing.assert_frame_equal(values(a), values(b))
+
+
+def test_task_with_missing_data_is_skipped_not_fatal(tmp_path):
+    text = tiny() + textwrap.dedent(
+        """
+        [[tasks]]
+        model = "shapes_cnn_untrained"
+        layers = ["conv2"]
+        dataset = "image_folder"
+        dataset_params = { root = "/nonexistent/images" }
+        """
+    )
+    res = run(text, tmp_path / "c", tmp_path / "r")
+    assert set(res.scores["dataset"]) == {"shapes"}
+    skipped = __import__("json").loads((res.run_dir / "skipped_tasks.json").read_text())
+    assert list(skipped) == ["shapes_cnn_untrained/conv2/image_folder"]
+    assert "/nonexistent/images" in next(iter(skipped.values()))
