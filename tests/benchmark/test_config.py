@@ -42,7 +42,7 @@ def test_parse_fills_defaults_and_expands_sweeps():
         (("seeds = [0, 1]", 'seeds = "zero"'), r"bad\.toml:3: seeds: expected tuple\[int, \.\.\.\], got str"),
         (('name = "pca"', 'name = "pcaa"'), r"methods\[0\]\.name: unknown method 'pcaa'; did you mean 'pca'"),
         (('dataset = "shapes"', 'dataset = "shape"'), r"unknown dataset 'shape'; did you mean 'shapes'"),
-        (("n_components = [4, 8]", "n_compnents = [4, 8]"), r"unknown parameter 'n_compnents' \(valid: n_components\)"),
+        (("n_components = [4, 8]", "n_compnents = [4, 8]"), r"unknown parameter 'n_compnents' \(valid: n_components[,)]"),
         (("[[metrics]]", "[[metrix]]"), r"metrics: needs at least one \[\[metrics\]\] table|unknown key"),
         (('layers = ["conv2", "conv3"]', "layers = []"), r"layers: needs at least one layer"),
         (("seeds = [0, 1]", "seeds = [0, 1"), r"not valid TOML"),
