@@ -10,14 +10,17 @@ loaded from SAELens / dictionary_learning / overcomplete checkpoints)::
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from benchmark.errors import UserError
-from methods.base import Basis, unit_rows
+from methods.base import Basis, Method, resolve_k, unit_rows
 
 ACTIVATIONS = ("relu", "topk", "jumprelu")
 
@@ -85,3 +88,376 @@ class SAEBasis(Basis):
     def decode(self, codes: Tensor) -> Tensor:
         """Reconstruction ``[n, d]`` from ``codes [n, k]``."""
         return codes.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
+
+
+# -- sparse kernels for TopK training ---------------------------------------------------------
+
+
+def _by_latent(idx: Tensor, n_latents: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Group the entries of ``idx [n, m]`` by latent: CSR row pointers ``[k + 1]``, the sample of
+    each entry in latent order ``[n * m]`` and the order itself ``[n * m]``."""
+    flat = idx.reshape(-1)
+    if flat.device.type == "cpu":  # numpy's stable sort of small ints is a radix sort
+        small = flat.numpy().astype(np.int16 if n_latents <= 32767 else np.int32)
+        order = torch.from_numpy(np.argsort(small, kind="stable"))
+    else:
+        order = torch.argsort(flat)
+    counts = torch.bincount(flat, minlength=n_latents)
+    crow = torch.zeros(n_latents + 1, dtype=torch.int64, device=flat.device)
+    crow[1:] = torch.cumsum(counts, 0)
+    return crow, torch.div(order, idx.shape[1], rounding_mode="floor"), order
+
+
+def _latent_matmul(groups: tuple[Tensor, Tensor, Tensor], values: Tensor, dense: Tensor) -> Tensor:
+    """``S^T @ dense`` -> ``[k, d]`` where ``S [n, k]`` holds ``values [n, m]`` at the grouped indices."""
+    crow, cols, order = groups
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        sparse = torch.sparse_csr_tensor(
+            crow,
+            cols,
+            values.reshape(-1)[order].to(dense.dtype),
+            (crow.shape[0] - 1, dense.shape[0]),
+            check_invariants=False,
+        )
+        return sparse @ dense
+
+
+def sparse_decode(vals: Tensor, idx: Tensor, w_dec: Tensor) -> Tensor:
+    """``sum_j vals[:, j] * W_dec[idx[:, j]]``: ``[n, d]`` from ``vals, idx [n, m]``, ``W_dec [k, d]``."""
+    return torch.nn.functional.embedding_bag(idx, w_dec, per_sample_weights=vals.to(w_dec.dtype), mode="sum")
+
+
+def sparse_decode_with_grad(vals: Tensor, idx: Tensor, w_dec: Tensor) -> tuple[Tensor, Any]:
+    """Like :func:`sparse_decode`, plus a function mapping ``d loss / d recon [n, d]`` to
+    ``d loss / d vals [n, m]`` (a gathered dot product per entry; nothing ``[n, m, d]`` is formed)."""
+    with torch.enable_grad():
+        leaf = vals.detach().to(w_dec.dtype).requires_grad_(True)
+        recon = torch.nn.functional.embedding_bag(idx, w_dec.detach(), per_sample_weights=leaf, mode="sum")
+
+    def grad_vals(grad_recon: Tensor) -> Tensor:
+        return torch.autograd.grad(recon, leaf, grad_recon)[0]
+
+    return recon.detach(), grad_vals
+
+
+def _project_out_parallel(grad: Tensor, w_dec: Tensor) -> Tensor:
+    """Remove from ``grad [k, d]`` the component parallel to each unit row of ``w_dec [k, d]``."""
+    return grad - (grad * w_dec).sum(dim=1, keepdim=True) * w_dec
+
+
+def geometric_median(x: Tensor, iters: int = 20) -> Tensor:
+    """Weiszfeld's geometric median of the rows of ``x [n, d]`` -> ``[d]``."""
+    median = x.mean(dim=0)
+    for _ in range(iters):
+        weights = 1.0 / (x - median).norm(dim=1).clamp_min(1e-8)
+        median = (weights[:, None] * x).sum(dim=0) / weights.sum()
+    return median
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SAEMethod(Method):
+    """What both SAEs share: width, optimiser, data scaling, streaming loop, export to :class:`SAEBasis`.
+
+    Activations are scaled by one constant so that ``E ||x||^2 = d`` while training (so that
+    coefficients and learning rates carry over between layers); the scale is folded back into
+    the returned weights, so the basis reads raw activations.
+    """
+
+    n_latents: int | None = None
+    expansion: float = 4.0
+    lr: float = 1e-3
+    batch_size: int = 4096
+    epochs: int = 10
+    n_tokens: int | None = None
+    lr_decay_fraction: float = 0.2
+    bf16: bool = False
+
+    def _check(self, store, where: str) -> None:
+        for name in ("batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise UserError(f"{where}: lr must be > 0, got {self.lr}")
+
+    def _setup(self, acts, seed: int, device):
+        store = self.prepare(acts)
+        where = f"method {type(self).__name__} on {store.name}"
+        self._check(store, where)
+        try:
+            k = resolve_k(self.n_latents, store.d, self.expansion)
+        except UserError as err:
+            raise UserError(f"{where}: {err}") from None
+        sample = store.load(max_rows=min(store.n, 16_384), seed=seed)
+        centred_var = float(((sample - sample.mean(0)) ** 2).sum(1).mean())
+        if centred_var <= 1e-12 * max(float((sample**2).sum(1).mean()), 1e-30):
+            raise UserError(f"{where}: the activations have zero variance (a constant layer); nothing to fit")
+        scale = math.sqrt(store.d / float((sample**2).sum(1).mean()))
+        gen = torch.Generator().manual_seed(seed)
+        w_dec = unit_rows(torch.randn(k, store.d, generator=gen))
+        b_dec = geometric_median(sample * scale)
+        params = {
+            "W_enc": w_dec.clone(),
+            "b_enc": torch.zeros(k),
+            "W_dec": w_dec,
+            "b_dec": b_dec,
+        }
+        params = {n: p.to(device).requires_grad_(True) for n, p in params.items()}
+        steps_per_epoch = math.ceil(store.n / self.batch_size)
+        total = self.epochs * steps_per_epoch
+        if self.n_tokens is not None:
+            total = max(1, math.ceil(self.n_tokens / self.batch_size))
+        return store, where, k, scale, gen, params, total
+
+    def _batches(self, store, seed: int, device, total: int):
+        """Shuffled batches, epoch after epoch, until ``total`` steps."""
+        step = 0
+        epoch = 0
+        while step < total:
+            for x in store.batches(self.batch_size, device=device, shuffle=True, seed=seed * 1000 + epoch):
+                if step >= total:
+                    return
+                yield step, x
+                step += 1
+            epoch += 1
+
+    def _lr_at(self, step: int, total: int) -> float:
+        """Constant, then linear decay to 0 over the last ``lr_decay_fraction`` of training."""
+        decay_steps = int(total * self.lr_decay_fraction)
+        if decay_steps <= 0 or step < total - decay_steps:
+            return self.lr
+        return self.lr * (total - step) / decay_steps
+
+    def _encoder_pre(self, x_c: Tensor, w_enc: Tensor, b_enc: Tensor, device) -> Tensor:
+        if self.bf16 and torch.device(device).type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return torch.addmm(b_enc, x_c, w_enc.T).float()
+        return torch.addmm(b_enc, x_c, w_enc.T)
+
+    @staticmethod
+    def _finish_step(opt: torch.optim.Optimizer, w_dec: Tensor) -> None:
+        """Adam step with the decoder gradient's parallel component removed, then unit rows again."""
+        with torch.no_grad():
+            w_dec.grad = _project_out_parallel(w_dec.grad, w_dec)
+            opt.step()
+            w_dec.div_(w_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    @staticmethod
+    def _export(params: dict[str, Tensor], scale: float, **kwargs: Any) -> SAEBasis:
+        """Fold the training scale back: the basis reads raw activations."""
+        p = {n: t.detach().float().cpu() for n, t in params.items()}
+        return SAEBasis(
+            W_enc=p["W_enc"] * scale,
+            b_enc=p["b_enc"],
+            W_dec=p["W_dec"] / scale,
+            b_dec=p["b_dec"] / scale,
+            **kwargs,
+        )
+
+
+def _reset_adam_rows(opt: torch.optim.Optimizer, param: Tensor, rows: Tensor) -> None:
+    """Zero Adam's moment estimates of ``param`` at ``rows`` (first dimension)."""
+    state = opt.state.get(param, {})
+    for key in ("exp_avg", "exp_avg_sq"):
+        if key in state:
+            state[key][rows] = 0.0
+
+
+@dataclass(frozen=True)
+class L1SAE(_SAEMethod):
+    """ReLU sparse autoencoder with an L1 penalty (Bricken et al. 2023, Towards Monosemanticity).
+
+    ``f = relu((x - b_dec) W_enc^T + b_enc)``, ``x_hat = f W_dec + b_dec``; loss
+    ``||x - x_hat||^2 + l1_coefficient * sum_j |f_j| ||W_dec_j||`` (mean over the batch; the decoder
+    rows are kept at unit norm, so the weighting by their norm is the plain L1). The decoder
+    gradient's component parallel to each row is removed before each Adam step and the rows are
+    renormalised after it. Every ``resample_every`` steps during the first half of training,
+    latents that did not fire since the last check are re-initialised toward inputs drawn with
+    probability proportional to their squared loss (encoder row: 0.2 x the mean alive encoder
+    norm), with their Adam state reset.
+
+    Args:
+        l1_coefficient: weight of the L1 term with activations scaled to ``E ||x||^2 = d``.
+        resample_every: steps between dead-latent checks (0: never resample).
+    """
+
+    l1_coefficient: float = 1.0
+    resample_every: int = 500
+    version: ClassVar[str] = "1"
+
+    def fit(self, acts, *, seed: int, device="cpu") -> SAEBasis:
+        store, where, k, scale, gen, params, total = self._setup(acts, seed, device)
+        w_dec = params["W_dec"]
+        opt = torch.optim.Adam(list(params.values()), lr=self.lr)
+        fired = torch.zeros(k, dtype=torch.bool, device=device)
+        resampled = 0
+        loss_value = mse_value = math.nan
+        for step, x in self._batches(store, seed, device, total):
+            for group in opt.param_groups:
+                group["lr"] = self._lr_at(step, total)
+            x = x * scale
+            loss_value, mse_value, per_sample, fired_now = self._step(x, params, device)
+            self._finish_step(opt, w_dec)
+            fired |= fired_now
+            if self.resample_every > 0 and (step + 1) % self.resample_every == 0:
+                if step < total // 2:
+                    resampled += self._resample(opt, params, ~fired, x, per_sample, gen)
+                fired.zero_()
+        var = float(((x - x.mean(0)) ** 2).sum(1).mean())
+        basis = self._export(params, scale, activation="relu")
+        basis.stats.update(
+            final_loss=loss_value, final_train_fvu=mse_value / max(var, 1e-30), resampled_latents=resampled
+        )
+        return basis
+
+    @torch.no_grad()
+    def _step(self, x: Tensor, params: dict[str, Tensor], device):
+        """Forward and hand-written backward for one batch ``x [n, d]`` (five dense matmuls: the
+        input gradient is never formed, ``b_dec`` gets its encoder share as ``-g_b_enc @ W_enc``).
+        Sets ``.grad`` of every parameter; returns ``(loss, mse, per-sample loss [n], fired [k])``."""
+        w_enc, b_enc, w_dec, b_dec = (params[n] for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
+        n = len(x)
+        x_c = x - b_dec
+        pre = self._encoder_pre(x_c, w_enc, b_enc, device)  # [n, k]
+        codes = torch.relu(pre)
+        err = torch.addmm(b_dec, codes, w_dec).sub_(x)  # [n, d]
+        per_sample = (err**2).sum(dim=1)
+        mse = float(per_sample.sum()) / n
+        l1 = float(codes.sum()) / n
+        grad_recon = err.mul_(2.0 / n)
+        grad_pre = (grad_recon @ w_dec.T).add_(self.l1_coefficient / n).mul_(pre > 0)  # [n, k]
+        w_dec.grad = codes.T @ grad_recon
+        w_enc.grad = grad_pre.T @ x_c
+        b_enc.grad = grad_pre.sum(dim=0)
+        b_dec.grad = grad_recon.sum(dim=0) - b_enc.grad @ w_enc
+        return mse + self.l1_coefficient * l1, mse, per_sample, (codes > 0).any(dim=0)
+
+    @torch.no_grad()
+    def _resample(self, opt, params, dead: Tensor, x: Tensor, losses: Tensor, gen) -> int:
+        """Towards Monosemanticity resampling of the ``dead [k]`` latents toward high-loss inputs."""
+        dead_idx = torch.nonzero(dead).flatten()
+        if len(dead_idx) == 0:
+            return 0
+        probs = (losses**2).double().cpu()
+        if float(probs.sum()) <= 0:
+            return 0
+        pick = torch.multinomial(probs, len(dead_idx), replacement=True, generator=gen).to(x.device)
+        inputs = unit_rows(x[pick] - params["b_dec"])
+        alive = ~dead
+        enc_norm = float(params["W_enc"][alive].norm(dim=1).mean()) if bool(alive.any()) else 1.0
+        params["W_dec"][dead_idx] = inputs
+        params["W_enc"][dead_idx] = inputs * (0.2 * enc_norm)
+        params["b_enc"][dead_idx] = 0.0
+        for name in ("W_enc", "W_dec", "b_enc"):
+            _reset_adam_rows(opt, params[name], dead_idx)
+        return len(dead_idx)
+
+
+@dataclass(frozen=True)
+class TopKSAE(_SAEMethod):
+    """TopK sparse autoencoder with the AuxK loss (Gao et al. 2024).
+
+    ``z = topk(relu((x - b_dec) W_enc^T + b_enc), k)``, ``x_hat = z W_dec + b_dec``; loss
+    ``||x - x_hat||^2 + auxk_coefficient * ||e - e_hat||^2`` where ``e = x - x_hat`` and
+    ``e_hat`` is the reconstruction from the ``aux_k`` largest pre-activations among dead latents
+    (no activation during the last ``dead_tokens`` tokens). ``W_enc`` starts as the decoder's
+    transpose; decoder rows stay at unit norm (parallel gradient removed).
+
+    Only the encoder is a dense matmul. The decoder is an embedding bag over the ``k`` active rows
+    and all gradients are written out by hand: the weight gradients are sparse ``[latents, n] @
+    [n, d]`` products over the active entries, so a step costs about one dense matmul.
+
+    Args:
+        k: active latents per sample.
+        auxk_coefficient: weight of the AuxK loss.
+        aux_k: latents in the AuxK reconstruction (default ``d / 2``).
+        dead_tokens: tokens without activation after which a latent counts as dead.
+    """
+
+    k: int = 32
+    auxk_coefficient: float = 1.0 / 32.0
+    aux_k: int | None = None
+    dead_tokens: int = 1_000_000
+    version: ClassVar[str] = "1"
+
+    def _check(self, store, where: str) -> None:
+        super()._check(store, where)
+        try:
+            width = resolve_k(self.n_latents, store.d, self.expansion)
+        except UserError as err:
+            raise UserError(f"{where}: {err}") from None
+        if not 1 <= self.k <= width:
+            raise UserError(f"{where}: k must be between 1 and the number of latents ({width}), got {self.k}")
+
+    def fit(self, acts, *, seed: int, device="cpu") -> SAEBasis:
+        store, where, width, scale, gen, params, total = self._setup(acts, seed, device)
+        opt = torch.optim.Adam(list(params.values()), lr=self.lr)
+        aux_k = self.aux_k if self.aux_k is not None else max(1, store.d // 2)
+        last_fired = torch.zeros(width, dtype=torch.int64, device=device)
+        tokens = 0
+        loss_value = mse_value = math.nan
+        for step, x in self._batches(store, seed, device, total):
+            for group in opt.param_groups:
+                group["lr"] = self._lr_at(step, total)
+            tokens += len(x)
+            dead = (tokens - last_fired) > self.dead_tokens
+            mse, aux, active = self._step(x * scale, params, dead, aux_k, device)
+            self._finish_step(opt, params["W_dec"])
+            last_fired[active] = tokens
+            loss_value, mse_value = mse + self.auxk_coefficient * aux, mse
+        dead_now = int(((tokens - last_fired) > self.dead_tokens).sum())
+        basis = self._export(params, scale, activation="topk", topk=int(self.k))
+        basis.stats.update(final_loss=loss_value, final_train_mse=mse_value, dead_latents_at_end=dead_now)
+        return basis
+
+    @torch.no_grad()
+    def _step(self, x: Tensor, params: dict[str, Tensor], dead: Tensor, aux_k: int, device):
+        """Forward and hand-written backward for one batch ``x [n, d]``; sets ``.grad`` of every
+        parameter and returns ``(mse, aux_loss, indices of latents that fired)``."""
+        w_enc, b_enc, w_dec, b_dec = (params[n] for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
+        n, width = len(x), w_enc.shape[0]
+        x_c = x - b_dec
+        pre = self._encoder_pre(x_c, w_enc, b_enc, device)  # [n, width]: the one dense matmul
+        vals, idx = pre.topk(self.k, dim=1)
+        acts = torch.relu(vals)
+        recon, grad_acts_of = sparse_decode_with_grad(acts, idx, w_dec)
+        err = recon + b_dec - x  # [n, d]
+        mse = float((err**2).sum() / n)
+        grad_recon = err * (2.0 / n)
+        g_w_enc, g_b_enc, g_w_dec = self._latent_grads(
+            idx, vals, acts, grad_acts_of(grad_recon), grad_recon, x_c, width
+        )
+        g_b_dec = grad_recon.sum(0)
+        aux = 0.0
+        n_dead = int(dead.sum())
+        if n_dead > 0 and self.auxk_coefficient > 0:
+            dead_idx = torch.nonzero(dead).flatten()
+            a_vals, a_pos = pre[:, dead_idx].topk(min(aux_k, n_dead), dim=1)
+            a_idx = dead_idx[a_pos]
+            a_acts = torch.relu(a_vals)
+            a_recon, a_grad_of = sparse_decode_with_grad(a_acts, a_idx, w_dec)
+            a_err = a_recon + err  # e_hat - e, with e = x - x_hat = -err (held fixed)
+            aux = float((a_err**2).sum() / n)
+            a_grad = a_err * (2.0 * self.auxk_coefficient / n)
+            a_w_enc, a_b_enc, a_w_dec = self._latent_grads(a_idx, a_vals, a_acts, a_grad_of(a_grad), a_grad, x_c, width)
+            g_w_enc += a_w_enc
+            g_b_enc += a_b_enc
+            g_w_dec += a_w_dec
+        g_b_dec -= g_b_enc @ w_enc  # through x_c = x - b_dec
+        w_enc.grad, b_enc.grad, w_dec.grad, b_dec.grad = g_w_enc, g_b_enc, g_w_dec, g_b_dec
+        fired = torch.unique(idx[acts > 0])
+        return mse, aux, fired
+
+    @staticmethod
+    def _latent_grads(idx, vals, acts, grad_acts, grad_recon, x_c, width: int):
+        """Gradients of ``W_enc``, ``b_enc``, ``W_dec [width, ...]`` from the active entries ``idx [n, m]``."""
+        grad_pre = grad_acts * (vals > 0)
+        groups = _by_latent(idx, width)
+        g_w_enc = _latent_matmul(groups, grad_pre, x_c)
+        g_w_dec = _latent_matmul(groups, acts, grad_recon)
+        g_b_enc = torch.zeros(width, dtype=grad_pre.dtype, device=grad_pre.device)
+        g_b_enc.index_add_(0, idx.reshape(-1), grad_pre.reshape(-1))
+        return g_w_enc, g_b_enc, g_w_dec
