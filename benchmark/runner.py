@@ -394,6 +394,18 @@ class Runner:
         with using_cache(self.cache):
             return self._run()
 
+    def dataset_manifests(self, tasks) -> dict[str, Any]:
+        """Per task label, the ``manifest()`` of its data set where it has one (language corpora)."""
+        out: dict[str, Any] = {}
+        for task in tasks:
+            obj = self._task_objects(task)[1]
+            while obj is not None and not hasattr(obj, "manifest"):
+                inner = getattr(obj, "documents", None)
+                obj = inner if inner is not None else getattr(obj, "parent", None)
+            if obj is not None:
+                out[task.label] = obj.manifest()
+        return out
+
     def _run(self) -> RunResult:
         from benchmark.env import environment
 
@@ -429,6 +441,9 @@ class Runner:
         (run_dir / "skipped_tasks.json").write_text(json.dumps(skipped, indent=1, sort_keys=True))
         (run_dir / "config.json").write_text(json.dumps(resolved, indent=1, sort_keys=True, default=str))
         (run_dir / "environment.json").write_text(json.dumps(environment(self.device), indent=1, sort_keys=True))
+        manifests = self.dataset_manifests({c.task.label: c.task for c in cells}.values())
+        if manifests:  # what each corpus held (sources, counts, content hash), e.g. textmix
+            (run_dir / "datasets.json").write_text(json.dumps(manifests, indent=1, sort_keys=True, default=str))
         stage_times = stage_table(self.cache.records)
         stage_times.to_csv(run_dir / "stages.csv", index=False)
         _point_latest(run_dir)
