@@ -81,3 +81,42 @@ def to_markdown(table: pd.DataFrame) -> str:
         cells = [f"{v:.3f}" if isinstance(v, float) else str(v).replace("|", "\\|") for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_source_tables(runner, n: int = 16) -> dict[str, pd.DataFrame]:
+    """:func:`best_direction_per_source` for every language cell of a finished run.
+
+    Everything is read from the run's cache (activations and bases); only the top examples are
+    recomputed (one streamed pass over the probe activations per basis).
+    """
+    from benchmark.activations import ActivationStore
+    from benchmark.cache import using_cache
+    from benchmark.config import instantiate
+    from benchmark.registry import METHODS
+    from benchmark.topk import top_examples
+    from methods.base import Basis
+
+    tables: dict[str, pd.DataFrame] = {}
+    with using_cache(runner.cache):
+        for cell in runner.cells():
+            model, samples, _fit_idx, probe_idx = runner._task_objects(cell.task)
+            if samples.modality != "language" or "labels" not in samples.provides:
+                continue
+            _, fit_key = runner.activations(cell.task, "fit")
+            probe_path, probe_key = runner.activations(cell.task, "probe")
+            method = instantiate(METHODS.get(cell.method), cell.params, f"method {cell.method!r}")
+            parts = {
+                "acts": fit_key,
+                "probe": probe_key,
+                "method": cell.method,
+                "params": method.params(),
+                "version": type(method).version,
+                "seed": cell.seed,
+            }
+            path = runner.cache.lookup("basis", runner.cache.key("basis", parts))
+            if path is None:
+                continue  # not fitted yet: run the grid first
+            basis = Basis.load(path)
+            bands = top_examples(basis, ActivationStore.open(probe_path), n, device=runner.device, seed=cell.seed)
+            tables[cell.label] = best_direction_per_source(TopExamples(samples, bands), n=n, probe_idx=probe_idx)
+    return tables

@@ -11,10 +11,11 @@ serves, per sample:
 * ``tokens``: the token's own string;
 * ``groups``: the document index, so fit/probe splits never cut a document.
 
-:meth:`TokenSamples.windows` plans the forward passes: positions are assigned to windows of at
-most ``window`` tokens that overlap by ``overlap`` tokens, so each position has at least
-``overlap`` tokens of left context (or all of them, near the start of a document); each window
-with sampled positions is run once.
+:meth:`TokenSamples.windows` plans the forward passes: a document longer than ``window``
+tokens is read through one window of ``window`` tokens at a seeded random offset, and its
+samples are drawn from that window's positions that have at least ``overlap`` tokens of left
+context inside it (all positions when the window starts the document). So each document runs
+once, through one window, and the cap on tokens per document also caps its compute.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class TokenSamples(StimulusSet):
         window: tokens per forward pass (the model's context, special tokens excluded).
         tokens_per_doc: cap on samples per document (a seeded sample of positions).
         before, after: context tokens shown around the active token.
-        overlap: left context kept when a document is longer than ``window`` (default window // 4).
+        overlap: least left context of a sample when a document is longer than ``window``
+            (default ``min(window // 4, 64)``).
         seed: fixes the sampled positions.
     """
 
@@ -155,7 +157,7 @@ class TokenSamples(StimulusSet):
         self._doc_groups = np.arange(n_docs) if doc_groups is None else np.asarray(doc_groups)
         self._texts = documents.texts(np.arange(n_docs))
         self._enc: list[Encoded] = []
-        sample_doc, sample_pos = [], []
+        sample_doc, sample_pos, sample_start = [], [], []
         rng = np.random.default_rng(seed)
         self.empty_documents = 0
         for d, text in enumerate(self._texts):
@@ -165,13 +167,19 @@ class TokenSamples(StimulusSet):
             if t == 0:
                 self.empty_documents += 1
                 continue
-            pos = np.arange(t) if t <= tokens_per_doc else np.sort(rng.choice(t, tokens_per_doc, replace=False))
-            sample_doc.append(np.full(len(pos), d, dtype=np.int64))
-            sample_pos.append(pos.astype(np.int64))
+            start = 0 if t <= window else int(rng.integers(0, t - window + 1))
+            first = start + self.overlap if start > 0 else 0
+            candidates = np.arange(first, min(start + window, t))
+            if len(candidates) > tokens_per_doc:
+                candidates = np.sort(rng.choice(candidates, tokens_per_doc, replace=False))
+            sample_doc.append(np.full(len(candidates), d, dtype=np.int64))
+            sample_pos.append(candidates.astype(np.int64))
+            sample_start.append(np.full(len(candidates), start, dtype=np.int64))
         if not sample_doc:
             raise UserError(f"{documents.describe()}: no tokens in any document (empty corpus)")
         self.sample_doc = np.concatenate(sample_doc)
         self.sample_pos = np.concatenate(sample_pos)
+        self.sample_start = np.concatenate(sample_start)
 
     def __len__(self) -> int:
         return len(self.sample_doc)
@@ -187,7 +195,7 @@ class TokenSamples(StimulusSet):
             "after": self.after,
             "overlap": self.overlap,
             "seed": self.seed,
-            "version": 1,
+            "version": 2,
         }
 
     def describe(self) -> str:
@@ -228,20 +236,12 @@ class TokenSamples(StimulusSet):
         return self._enc[doc].ids
 
     # -- forward planning ----------------------------------------------------------------
-    def window_start(self, pos: np.ndarray) -> np.ndarray:
-        """Start of the window that position(s) ``pos`` are read from."""
-        stride = self.window - self.overlap
-        pos = np.asarray(pos, dtype=np.int64)
-        j = np.where(pos < self.window, 0, (pos - self.overlap) // max(stride, 1))
-        return j * stride
-
     def windows(self, idx: np.ndarray) -> Iterator[Window]:
         """The forward windows for samples ``idx`` (sorted), in the order of ``idx``."""
         idx = np.asarray(idx, dtype=np.int64)
         if len(idx) and np.any(np.diff(idx) < 0):
             raise ValueError("windows() needs sorted sample indices")
-        docs, pos = self.sample_doc[idx], self.sample_pos[idx]
-        starts = self.window_start(pos)
+        docs, pos, starts = self.sample_doc[idx], self.sample_pos[idx], self.sample_start[idx]
         keys = np.stack([docs, starts], axis=1)
         if not len(keys):
             return

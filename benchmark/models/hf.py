@@ -51,7 +51,7 @@ class HFModel(LanguageModel):
 
     Args:
         name: a folder saved with ``save_pretrained`` or a name in the local HF cache.
-        window: content tokens per forward pass (default: the model's maximum, at most 256).
+        window: content tokens per forward pass (default: the model's maximum, at most 128).
         context_before, context_after, tokens_per_doc, sample_seed: token samples.
     """
 
@@ -72,7 +72,7 @@ class HFModel(LanguageModel):
         if max_len < 2:
             raise UserError(f"{self.display_name()}: the model's context ({max_len + 2} tokens) is too short")
         if self.window is None:
-            self.window = min(max_len, 256)
+            self.window = min(max_len, 128)
         elif not 1 <= self.window <= max_len:
             raise UserError(
                 f"{self.display_name()}: window {self.window} is outside 1..{max_len} (the model's context "

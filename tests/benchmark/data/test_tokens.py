@@ -44,19 +44,23 @@ def test_cap_groups_and_split_by_document() -> None:
     assert TokenSamples(docs, ByteTokenizer(), window=64, tokens_per_doc=8).identity() != s.identity()
 
 
-def test_window_plan_gives_left_context_and_covers_each_sample_once() -> None:
-    docs = InMemoryDocuments(["x" * 1000, "y" * 50], ["a", "b"])
-    s = TokenSamples(docs, ByteTokenizer(), window=128, tokens_per_doc=200, overlap=32, seed=0)
+def test_one_window_per_document_with_left_context() -> None:
+    docs = InMemoryDocuments(["x" * 1000, "y" * 50, "z" * 300], ["a", "b", "a"])
+    s = TokenSamples(docs, ByteTokenizer(), window=128, tokens_per_doc=40, overlap=32, seed=0)
     idx = np.arange(len(s))
-    rows = []
-    for w in s.windows(idx):
+    windows = list(s.windows(idx))
+    assert [w.doc for w in windows] == [0, 1, 2]  # each document runs once
+    assert np.bincount(s.groups()).tolist() == [40, 40, 40]
+    for w in windows:
         assert 1 <= len(w.ids) <= 128
-        assert np.all(w.local < len(w.ids))
         pos = w.start + w.local
-        assert np.all((pos - w.start >= 32) | (w.start == 0))  # at least `overlap` tokens before
+        assert np.all(w.local < len(w.ids))
+        assert w.start == 0 or np.all(w.local >= 32)  # at least `overlap` tokens before
         assert np.array_equal(pos, s.sample_pos[idx[w.rows]])
-        rows.append(w.rows)
-    assert np.array_equal(np.concatenate(rows), idx)
+        assert np.array_equal(w.ids, s.document_ids(w.doc)[w.start : w.start + 128])
+    assert np.array_equal(np.concatenate([w.rows for w in windows]), idx)
+    starts = {TokenSamples(docs, ByteTokenizer(), window=128, seed=k).sample_start[0] for k in range(5)}
+    assert len(starts) > 1  # the window of a long document is drawn by the seed
 
 
 def test_subset_views_resolve_to_the_token_samples() -> None:

@@ -150,6 +150,11 @@ def test_runs_in_the_grid_with_loss_recovered(tmp_path: Path) -> None:
         "token_consistency",
         "ngram_consistency",
     }
+    manifest = json.loads((res.run_dir / "datasets.json").read_text())["bytes_1l_untrained/mlp/text_files"]
+    assert manifest["sources"] == {
+        "code": {"documents": 6, "bytes": 13 * 39},
+        "english": {"documents": 6, "bytes": 42 * 39},
+    }
     pca = res.fits[res.fits["method"] == "pca"].iloc[0]
     extra = json.loads(pca["extra"])
     # an untrained model barely needs its MLP, so the ratio is not bounded here: just present
