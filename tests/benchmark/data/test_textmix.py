@@ -39,6 +39,7 @@ def test_small_corpus_has_every_source_with_a_manifest(cache: Cache) -> None:
         assert all(re.fullmatch(r"[A-Za-z0-9+/=\n]+", t) for t in by_label["base64"])
 
 
+@pytest.mark.slow
 def test_cached_and_deterministic(tmp_path: Path) -> None:
     with using_cache(Cache(tmp_path / "a")) as c:
         first = TextMix(size_mb=0.06, split="all")
@@ -52,6 +53,7 @@ def test_cached_and_deterministic(tmp_path: Path) -> None:
     assert other_seed.content_hash != first.content_hash
 
 
+@pytest.mark.slow
 def test_train_and_eval_splits_share_no_file(cache: Cache) -> None:
     train = TextMix(size_mb=0.12, split="train")
     evals = TextMix(size_mb=0.12, split="eval")
