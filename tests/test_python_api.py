@@ -96,9 +96,10 @@ def test_basis_comes_back_from_the_cache(run):
         run.basis("ica")
 
 
-def test_method_filter(tmp_path):
+def test_method_filter(run, tmp_path):
+    shared_cache = run.run_dir.parents[2] / "cache"  # the module run's activations are reused
     res = interpbench.run(
-        CONFIG, cache_dir=tmp_path / "c", results_dir=tmp_path / "r", methods=["neurons"], progress=False, gallery=False
+        CONFIG, cache_dir=shared_cache, results_dir=tmp_path / "r", methods=["neurons"], progress=False, gallery=False
     )
     assert set(res.scores["method"]) == {"neurons"} and res.galleries == []
 
@@ -275,12 +276,12 @@ def test_text_galleries_show_the_top_contexts_of_the_best_directions(tmp_path):
     assert "context &lt;10&gt;" in page and "<b>[t10]</b>" in page
 
 
-def test_command_line_runs_load_with_galleries(tmp_path):
+def test_command_line_runs_load_with_galleries(run, tmp_path):
     """A run made with `interpbench run` (no gallery.json) shows the galleries the runner saved for the report."""
     from benchmark.cli import main
 
     (tmp_path / "api.toml").write_text(to_toml(CONFIG))
-    code = main(["--cache-dir", str(tmp_path / "c"), "run", "--config", str(tmp_path / "api.toml"),
+    code = main(["--cache-dir", str(run.run_dir.parents[2] / "cache"), "run", "--config", str(tmp_path / "api.toml"),
                  "--results-dir", str(tmp_path / "r"), "--quiet"])  # fmt: skip
     assert code == 0
     res = interpbench.load_results(tmp_path / "r")
