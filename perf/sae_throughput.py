@@ -138,17 +138,26 @@ CONTENDERS = {
 }
 
 
-def tokens_per_second(step, batches: list[torch.Tensor], warmup: int, device) -> float:
-    for x in batches[:warmup]:
-        step(x)
+def _sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+
+
+def interleaved_tokens_per_second(steps: dict[str, Callable], batches: list[torch.Tensor], warmup: int, device):
+    """Tokens/s per contender. Steps are interleaved (one step of each contender per round), so
+    a load that drifts on a shared machine affects every contender alike."""
+    for step in steps.values():
+        for x in batches[:warmup]:
+            step(x)
+    seconds = dict.fromkeys(steps, 0.0)
     for x in batches[warmup:]:
-        step(x)
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    return BATCH * (len(batches) - warmup) / (time.perf_counter() - start)
+        for name, step in steps.items():
+            _sync(device)
+            start = time.perf_counter()
+            step(x)
+            _sync(device)
+            seconds[name] += time.perf_counter() - start
+    return {name: BATCH * (len(batches) - warmup) / s for name, s in seconds.items()}
 
 
 def main() -> None:
@@ -162,17 +171,17 @@ def main() -> None:
     gen = torch.Generator().manual_seed(1)
     batches = [torch.randn(BATCH, D_IN, generator=gen).to(device) for _ in range(args.warmup + args.steps)]
     print(f"d_in {D_IN}, width {WIDTH}, k {K}, batch {BATCH}, device {device}, torch threads {torch.get_num_threads()}")
-    results: dict[str, float] = {}
+    steps: dict[str, Callable] = {}
     for name, make in CONTENDERS.items():
         if args.only and not any(s.lower() in name.lower() for s in args.only):
             continue
         try:
-            step = make(device)
+            steps[name] = make(device)
         except ImportError as err:
             print(f"{name:28s} not installed ({err.name or err}); skipped")
-            continue
-        results[name] = tokens_per_second(step, batches, args.warmup, device)
-        print(f"{name:28s} {results[name]:10,.0f} tokens/s")
+    results = interleaved_tokens_per_second(steps, batches, args.warmup, device)
+    for name, value in results.items():
+        print(f"{name:28s} {value:10,.0f} tokens/s")
     for ours in ("ours sae_topk", "ours sae_l1"):
         if ours not in results:
             continue
