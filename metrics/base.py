@@ -188,7 +188,9 @@ class SimilarityMetric(Metric):
         out: dict[str, np.ndarray] = {}
         for i, q in enumerate(self.quantiles):
             band = examples.band(q)
-            out["" if i == 0 else f"q{q:g}"] = protocols.psychophysics(self, examples.stimuli, band, quantile_index=i)
+            out["" if i == 0 else f"q{q:g}"] = protocols.psychophysics(
+                self, examples.stimuli, band, quantile_index=i, pool=examples.pool
+            )
         return out
 
     def score(self, examples: TopExamples) -> np.ndarray:

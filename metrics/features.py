@@ -53,32 +53,25 @@ class _Table:
         self.slot = np.full(n_stimuli, -1, dtype=np.int64)
         self.data: Tensor | None = None
         self.used = 0
-        #: Gram matrix ``[g, g]`` of the first ``g`` rows (feature columns only), or None
-        self.gram: Tensor | None = None
+        #: per pool (by hash): ``(position [n_stimuli] in the pool or -1, Gram matrix [P, P])``
+        self.grams: dict[str, tuple[np.ndarray, Tensor]] = {}
 
     @property
     def nbytes(self) -> int:
-        gram = 0 if self.gram is None else self.gram.numel() * self.gram.element_size()
-        return gram + (0 if self.data is None else self.data.numel() * self.data.element_size())
+        grams = sum(g.numel() * g.element_size() for _, g in self.grams.values())
+        return grams + (0 if self.data is None else self.data.numel() * self.data.element_size())
 
-    @property
-    def gram_rows(self) -> int:
-        return 0 if self.gram is None else len(self.gram)
-
-    def extend_gram(self) -> None:
-        """Extend the Gram matrix to every stored row: ``G[i, j] = <row_i, row_j>`` without the
-        norm column; only the new rows' products are computed (contiguous slices, no copies)."""
-        g, n = self.gram_rows, self.used
-        if g == n:
-            return
-        feats = self.data[:n, :-1]
-        cross = chunked_products(feats, feats[g:n]).float()  # [n, n - g]
-        gram = torch.empty((n, n), dtype=cross.dtype)
-        if g:
-            gram[:g, :g] = self.gram
-        gram[:, g:] = cross
-        gram[g:, :g] = cross[:g].T
-        self.gram = gram
+    def pool_gram(self, pool: np.ndarray) -> tuple[np.ndarray, Tensor]:
+        """The Gram matrix of the pool's rows (feature columns only), computed in one product
+        over exactly these rows in pool order, so its values depend on the pool alone."""
+        key = hash_key(pool.tolist())
+        if key not in self.grams:
+            feats = self.data[torch.from_numpy(self.slot[pool])][:, :-1]
+            gram = chunked_products(feats, feats).float()  # [P, P]
+            position = np.full(len(self.slot), -1, dtype=np.int64)
+            position[pool] = np.arange(len(pool))
+            self.grams[key] = (position, gram)
+        return self.grams[key]
 
     def bytes_for(self, rows: Tensor, capacity: int) -> int:
         return capacity * (rows[0].numel() * rows.element_size())
@@ -205,10 +198,10 @@ class CachedGather:
         return emb.reshape(*idx.shape, *emb.shape[1:])
 
 
-#: largest Gram matrix kept per namespace (rows); 8192 rows of float32 take 256 MiB
+#: largest probe pool whose Gram matrix is kept (rows); 8192 rows of float32 take 256 MiB
 MAX_GRAM_ROWS = 8192
 #: a float moved by a gather costs about this many multiply-adds (memory- vs compute-bound; the
-#: Gram matrix is also reused by later calls: chance sets, other bases)
+#: Gram matrix is also reused by later calls: chance sets, other bases, other protocols)
 _GATHER_COST = 256
 
 
@@ -218,10 +211,15 @@ class GramSimilarity(CachedGather):
 
     Subclasses implement ``feature_namespace(stimuli) -> str`` and
     ``raw_features(stimuli, idx [j]) -> [j, D]``, and may override ``from_squared(d2)``
-    (default ``-d2``). The protocols call :meth:`prepare_indices` with every index they will
-    need; when the stimuli involved are few enough, their Gram matrix is computed once (and
-    kept, growing, across calls), and :meth:`pairwise_indexed` reads similarities from it
-    (``|f_i|^2 + |f_j|^2 - 2 G_ij``) instead of gathering feature rows per direction.
+    (default ``-d2``).
+
+    Protocols call :meth:`similarity_lookup` with every index they will pair up and the probe
+    pool. The whole pool is embedded first, in pool order and fixed batches, so every feature
+    row is the same whatever order directions, bases and chance sets come in. When the pool's
+    Gram matrix costs less than gathering this call's rows (or the pool is small), it is
+    computed once, kept, and similarities are read from it (``G_ii + G_jj - 2 G_ij``);
+    otherwise rows are gathered per batch of directions. The choice depends only on the call's
+    sizes, so a resumed run computes every score the same way.
     """
 
     def feature_namespace(self, stimuli: StimulusSet) -> str:
@@ -242,37 +240,34 @@ class GramSimilarity(CachedGather):
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         return self.from_squared(distances_from_norm_column(a, b))
 
-    def prepare_indices(self, stimuli: StimulusSet, idx: np.ndarray) -> None:
-        """Embed every stimulus in ``idx [...]`` (the indices a protocol will pair up) and extend
-        the Gram matrix over them when that is cheaper than gathering their rows."""
-        idx = np.asarray(idx).reshape(-1)
-        unique = np.unique(idx)
+    def similarity_lookup(
+        self, stimuli: StimulusSet, idx: np.ndarray, pool: np.ndarray | None = None
+    ) -> Callable[[np.ndarray, np.ndarray], Tensor] | None:
+        """Embed the pool (default: every stimulus) and return ``lookup(a_idx [B, m], b_idx
+        [B, p]) -> [B, m, p]`` reading the pool's Gram matrix, or None to gather rows instead."""
+        uses = np.asarray(idx).size
+        pool = np.unique(np.arange(len(stimuli)) if pool is None else np.asarray(pool, dtype=np.int64))
         namespace = self.feature_namespace(stimuli)
-        centred_rows(namespace, stimuli, unique, lambda missing: self.raw_features(stimuli, missing), gather=False)
+        raw = lambda missing: self.raw_features(stimuli, missing)  # noqa: E731
+        centred_rows(namespace, stimuli, pool, raw, gather=False)
         table = FEATURES.table(namespace, stimuli)
-        if table is None or table.data is None or (table.slot[unique] < 0).any():
-            return  # over the cache budget: gather per batch
-        if (table.slot[unique] < table.gram_rows).all():
-            return
-        n, g = table.used, table.gram_rows
-        if n <= MAX_GRAM_ROWS and n * n - g * g <= _GATHER_COST * len(idx):
-            table.extend_gram()
+        if table is None or table.data is None or (table.slot[pool] < 0).any():
+            return None  # the pool is over the cache budget: gather per batch
+        P = len(pool)
+        if P > MAX_GRAM_ROWS or P * P > _GATHER_COST * uses:
+            return None
+        position, gram = table.pool_gram(pool)
+        diag = gram.diagonal()
 
-    def pairwise_indexed(self, stimuli: StimulusSet, a_idx: np.ndarray, b_idx: np.ndarray) -> Tensor | None:
-        """Similarities ``[B, m, p]`` of ``a_idx [B, m]`` with ``b_idx [B, p]`` from the Gram
-        matrix, or None when it does not cover them."""
-        table = FEATURES.table(self.feature_namespace(stimuli), stimuli)
-        if table is None or table.gram is None:
-            return None
-        sa, sb = table.slot[np.asarray(a_idx)], table.slot[np.asarray(b_idx)]
-        g = table.gram_rows
-        if (sa < 0).any() or (sb < 0).any() or (sa >= g).any() or (sb >= g).any():
-            return None
-        ta, tb = torch.from_numpy(sa), torch.from_numpy(sb)
-        diag = table.gram.diagonal()
-        cross = table.gram[ta[:, :, None], tb[:, None, :]]
-        d2 = (diag[ta][:, :, None] + diag[tb][:, None, :] - 2 * cross).clamp_min_(0)
-        return self.from_squared(d2)
+        def lookup(a_idx: np.ndarray, b_idx: np.ndarray) -> Tensor:
+            pa, pb = position[np.asarray(a_idx)], position[np.asarray(b_idx)]
+            if (pa < 0).any() or (pb < 0).any():
+                raise ValueError("similarity_lookup: an index outside the pool it was prepared for")
+            ta, tb = torch.from_numpy(pa), torch.from_numpy(pb)
+            cross = gram[ta[:, :, None], tb[:, None, :]]
+            return self.from_squared((diag[ta][:, :, None] + diag[tb][:, None, :] - 2 * cross).clamp_min_(0))
+
+        return lookup
 
 
 _CENTRES: dict[tuple[str, str], Tensor] = {}
@@ -344,13 +339,29 @@ def distances_from_norm_column(a: Tensor, b: Tensor) -> Tensor:
     return squared_distances(a[..., :-1], b[..., :-1], a[..., -1], b[..., -1])
 
 
-def image_batches(stimuli: StimulusSet, idx: np.ndarray, batch_size: int = 128) -> Iterator[Tensor]:
-    """Images of ``idx`` in order, ``[b, 3, H, W]`` float in [0, 1] (grayscale repeated to RGB)."""
+def image_batches(
+    stimuli: StimulusSet, idx: np.ndarray, batch_size: int | None = None, pixels: int = 4_000_000
+) -> Iterator[Tensor]:
+    """Images of ``idx`` in order, ``[b, 3, H, W]`` float in [0, 1] (grayscale repeated to RGB).
+
+    ``batch_size`` None: as many images as fit in ``pixels`` (CPU convolutions run up to twice
+    as fast per image in batches of 512 small images than of 64), between 8 and 512.
+    """
     idx = np.asarray(idx, dtype=np.int64)
-    for s in range(0, len(idx), batch_size):
-        images = torch.as_tensor(stimuli.images(idx[s : s + batch_size])).float()
-        if images.dim() == 3:
-            images = images[:, None]
-        if images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
-        yield images
+    if not len(idx):
+        return
+    start = 0
+    if batch_size is None:
+        first = _as_rgb(stimuli.images(idx[:1]))
+        batch_size = int(np.clip(pixels // (first.shape[-1] * first.shape[-2]), 8, 512))
+    for s in range(start, len(idx), batch_size):
+        yield _as_rgb(stimuli.images(idx[s : s + batch_size]))
+
+
+def _as_rgb(images) -> Tensor:
+    images = torch.as_tensor(images).float()
+    if images.dim() == 3:
+        images = images[:, None]
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return images

@@ -195,12 +195,12 @@ class LPIPSConsistency(GramSimilarity, SimilarityMetric):
         return f"lpips:{path.resolve()}:{path.stat().st_mtime}:{self.image_size}"
 
     def raw_features(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
-        """LPIPS embeddings ``[j, D]`` of stimuli ``idx`` (backbone runs here, in batches of 64)."""
+        """LPIPS embeddings ``[j, D]`` of stimuli ``idx`` (the backbone runs here, in batches of ~4M pixels)."""
         model = self.model()
         device = self._device()
         model.to(device)
         out = []
-        for images in image_batches(stimuli, idx, 64):
+        for images in image_batches(stimuli, idx):
             images = resize_images(images, self.image_size, "lpips_consistency")
             out.append(model(images.to(device)).cpu())
         return torch.cat(out)

@@ -200,7 +200,7 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
         return f"perceptual:{self.model}:{_adapter_key(self.model, self.image_size)}:{','.join(layers)}"
 
     def raw_features(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
-        """Embeddings ``[j, D]`` of stimuli ``idx`` (the model runs here, in batches of 64)."""
+        """Embeddings ``[j, D]`` of stimuli ``idx`` (the model runs here, in batches of ~4M pixels)."""
         adapter = self.adapter()
         layers = self.resolved_layers(stimuli)
         device = self._device()
@@ -208,6 +208,6 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
         return torch.cat(
             [
                 perceptual_embedding(feature_maps(adapter, images.to(device), layers)).cpu()
-                for images in image_batches(stimuli, idx, 64)
+                for images in image_batches(stimuli, idx)
             ]
         )

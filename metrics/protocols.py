@@ -13,9 +13,9 @@ The query permutations are drawn exactly as the reference code does (``np.random
 then two ``np.random.choice(T, T, replace=False)`` per quantile, quantiles in order), so a
 direction's trials are the same trials that code would run.
 
-A metric may see every index first (``prepare_indices(stimuli, idx)``) and then answer
-similarities straight from indices (``pairwise_indexed(stimuli, a_idx, b_idx)``, e.g. from a
-cached Gram matrix; see :class:`metrics.features.GramSimilarity`). Otherwise directions are
+A metric may answer similarities straight from indices: ``similarity_lookup(stimuli, idx,
+pool)`` sees every index first and returns ``lookup(a_idx, b_idx)`` (e.g. reading a cached
+Gram matrix; see :class:`metrics.features.GramSimilarity`) or None. Otherwise directions are
 scored in batches of gathered embeddings, sized so that a batch stays near ``_BATCH_BYTES``
 (64 directions for small embeddings, fewer for LPIPS features at 224 pixels).
 """
@@ -43,17 +43,10 @@ def _batch_size(emb: torch.Tensor, directions: int) -> int:
     return int(min(_DIRECTIONS_PER_BATCH, max(1, _BATCH_BYTES // per_direction)))
 
 
-def _prepare(metric: SimilarityMetric, stimuli: StimulusSet, idx: np.ndarray) -> None:
-    """Let the metric see every index it will be asked about (e.g. to build a Gram matrix once)."""
-    prepare = getattr(metric, "prepare_indices", None)
-    if prepare is not None:
-        prepare(stimuli, idx)
-
-
-def _indexed(metric: SimilarityMetric, stimuli: StimulusSet, a_idx: np.ndarray, b_idx: np.ndarray):
-    """``[B, m, p]`` similarities straight from indices when the metric can (else None)."""
-    fast = getattr(metric, "pairwise_indexed", None)
-    return None if fast is None else fast(stimuli, a_idx, b_idx)
+def _lookup(metric: SimilarityMetric, stimuli: StimulusSet, idx: np.ndarray, pool: np.ndarray | None):
+    """The metric's ``similarity_lookup`` for these indices (None: gather embeddings per batch)."""
+    lookup = getattr(metric, "similarity_lookup", None)
+    return None if lookup is None else lookup(stimuli, idx, pool)
 
 
 def consistency(metric: SimilarityMetric, examples: TopExamples, n: int) -> np.ndarray:
@@ -64,10 +57,9 @@ def consistency(metric: SimilarityMetric, examples: TopExamples, n: int) -> np.n
     m = top.shape[1]
     off_diag = ~torch.eye(m, dtype=torch.bool)
     out = []
-    _prepare(metric, examples.stimuli, top)
-    fast = _indexed(metric, examples.stimuli, top, top)
-    if fast is not None:
-        return (fast.double()[:, off_diag].sum(dim=1) / off_diag.sum()).cpu().numpy()
+    lookup = _lookup(metric, examples.stimuli, top, getattr(examples, "pool", None))
+    if lookup is not None:
+        return (lookup(top, top).double()[:, off_diag].sum(dim=1) / off_diag.sum()).cpu().numpy()
     s, batch = 0, 1  # the first batch is one direction: it tells the embedding size
     while s < len(top):
         emb = metric.gather(examples.stimuli, top[s : s + batch])  # [B, m, ...]
@@ -137,20 +129,24 @@ def trial_scores(similarities: torch.Tensor, n_references: int, zscore: bool = T
 
 
 def psychophysics(
-    metric: SimilarityMetric, stimuli: StimulusSet, ranked: Ranked, quantile_index: int = 0
+    metric: SimilarityMetric,
+    stimuli: StimulusSet,
+    ranked: Ranked,
+    quantile_index: int = 0,
+    pool: np.ndarray | None = None,
 ) -> np.ndarray:
     """Mean probability of the correct choice over trials, per direction: ``[k]``.
 
     ``quantile_index`` is the band's position in the metric's quantiles (it picks the query
-    permutations, as in the reference code).
+    permutations, as in the reference code); ``pool`` the probe indices the examples came from.
     """
     refs, queries = trial_indices(ranked, metric.n_trials, metric.n_references, metric.seed, quantile_index)
     k, T = refs.shape[:2]
     R = metric.n_references
-    _prepare(metric, stimuli, np.concatenate([refs.reshape(-1), queries.reshape(-1)]))
-    fast = _indexed(metric, stimuli, refs.reshape(k * T, 2 * R), queries.reshape(k * T, 2))
-    if fast is not None:
-        return trial_scores(fast.reshape(k, T, 2 * R, 2), R, metric.zscore).mean(dim=1).cpu().numpy()
+    lookup = _lookup(metric, stimuli, np.concatenate([refs.reshape(-1), queries.reshape(-1)]), pool)
+    if lookup is not None:
+        sim = lookup(refs.reshape(k * T, 2 * R), queries.reshape(k * T, 2)).reshape(k, T, 2 * R, 2)
+        return trial_scores(sim, R, metric.zscore).mean(dim=1).cpu().numpy()
     out = []
     s, batch = 0, 1
     while s < k:

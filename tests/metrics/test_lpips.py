@@ -81,7 +81,13 @@ def test_protocols_use_the_package_values_and_run_the_backbone_once_per_image(re
     examples = TopExamples(stimuli, {0.0: ranked})
     FEATURES.clear()
     score = LPIPSConsistency(weights=str(path), n=6, device="cpu").score(examples)
-    assert FEATURES.misses == len(np.unique(top))  # + the 16 centring images, embedded outside the table
+    assert FEATURES.misses == len(stimuli)  # the pool (all stimuli here) once; + 16 centring images outside the table
+    FEATURES.misses = 0
+    psych = LPIPSConsistency(
+        weights=str(path), device="cpu", protocol="psychophysics", n_trials=2, n_references=2, quantiles=(0.0,)
+    )
+    assert np.isfinite(psych.score_all(examples)[""]).all()
+    assert FEATURES.misses == 0  # other protocols and bases reuse the features
     full = package_distances(ref, stimuli.images(np.arange(24)))
     off = ~np.eye(6, dtype=bool)
     expected = np.array([-full[np.ix_(t, t)][off].mean() for t in top])
@@ -92,6 +98,21 @@ def test_protocols_use_the_package_values_and_run_the_backbone_once_per_image(re
     emb = metric.gather(stimuli, top)
     sim = metric.pairwise(emb, emb).double().numpy()
     np.testing.assert_allclose(sim[:, off].mean(axis=1), expected, atol=1e-5)
+
+
+def test_scores_do_not_depend_on_call_order(reference):
+    _, path = reference
+    stimuli = Noise(30, 32, seed=3)
+    rng = np.random.default_rng(2)
+    sets = [np.stack([rng.choice(30, 5, replace=False) for _ in range(k)]) for k in (40, 3)]
+    examples = [TopExamples(stimuli, {0.0: Ranked(t, np.zeros(t.shape), t, np.zeros(t.shape))}) for t in sets]
+    metric = LPIPSConsistency(weights=str(path), n=5, device="cpu")
+    FEATURES.clear()
+    first = [metric.score(e) for e in examples]
+    FEATURES.clear()
+    second = [metric.score(e) for e in examples[::-1]][::-1]
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_skip_without_weights_names_the_file_and_where(monkeypatch, tmp_path):
