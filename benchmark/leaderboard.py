@@ -165,36 +165,48 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
     Directions of all seeds are pooled. ``status`` is ``"ok"`` when any seed scored the metric,
     else the first skip reason. Columns: task keys, ``method, method_params, metric, median, lo,
     hi, chance, chance_std, higher_is_better, status, n_values, n_seeds``.
+
+    Vectorised: one groupby for the per-group facts, and the values of all groups sorted once by
+    group, so each group's values are a slice (millions of rows take seconds).
     """
-    rows = []
     keys = [*TASK_KEYS, "method", "method_params", "metric"]
-    for key, g in scores.groupby(keys, sort=True):
-        ok = g[g["status"] == "ok"]
-        status = "ok" if len(ok) else str(sorted(g["status"].unique())[0])
-        values = ok["value"].to_numpy(dtype=float)
-        finite = values[np.isfinite(values)]
-        if status == "ok" and len(finite):
-            med = float(np.median(finite))
-            lo, hi = bootstrap_median_ci(finite, seed=stable_seed(*key))
-        else:
-            med = lo = hi = math.nan
-        chance = ok.drop_duplicates("seed")
-        rows.append(
-            {
-                **dict(zip(keys, key)),
-                "median": med,
-                "lo": lo,
-                "hi": hi,
-                "chance": float(chance["chance_mean"].mean()) if len(chance) else math.nan,
-                "chance_std": float(chance["chance_std"].mean()) if len(chance) else math.nan,
-                "higher_is_better": bool(g["higher_is_better"].iloc[0]),
-                "status": status,
-                "n_values": len(finite),
-                "n_seeds": int(g["seed"].nunique()),
-            }
-        )
     columns = [*keys, "median", "lo", "hi", "chance", "chance_std", "higher_is_better", "status", "n_values", "n_seeds"]
-    return pd.DataFrame(rows, columns=columns)
+    if scores.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = scores.groupby(keys, sort=True)
+    gid = grouped.ngroup().to_numpy()
+    meta = grouped.agg(
+        higher_is_better=("higher_is_better", "first"), n_seeds=("seed", "nunique"), first_status=("status", "min")
+    ).reset_index()
+    n_groups = len(meta)
+    ok = scores["status"].to_numpy() == "ok"
+    any_ok = np.bincount(gid, weights=ok, minlength=n_groups) > 0
+    chance = scores[ok].groupby([*keys, "seed"], sort=True)[["chance_mean", "chance_std"]].first().groupby(keys).mean()
+    meta = meta.merge(chance.reset_index(), on=keys, how="left")
+    values = scores["value"].to_numpy(dtype=float)
+    use = ok & np.isfinite(values)
+    order = np.argsort(gid[use], kind="stable")
+    sorted_values = values[use][order]
+    counts = np.bincount(gid[use], minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    median, lo, hi = (np.full(n_groups, math.nan) for _ in range(3))
+    for i, key in enumerate(meta[keys].itertuples(index=False, name=None)):
+        if counts[i]:
+            v = sorted_values[starts[i] : starts[i] + counts[i]]
+            median[i] = np.median(v)
+            lo[i], hi[i] = bootstrap_median_ci(v, seed=stable_seed(*key))
+    out = meta[keys].assign(
+        median=median,
+        lo=lo,
+        hi=hi,
+        chance=meta["chance_mean"].astype(float),
+        chance_std=meta["chance_std"].astype(float),
+        higher_is_better=meta["higher_is_better"].astype(bool),
+        status=np.where(any_ok, "ok", meta["first_status"].astype(str)),
+        n_values=counts.astype(int),
+        n_seeds=meta["n_seeds"].astype(int),
+    )
+    return out[columns].reset_index(drop=True)
 
 
 def fit_summary(fits: pd.DataFrame) -> pd.DataFrame:
@@ -237,12 +249,10 @@ def seed_stability(scores: pd.DataFrame) -> pd.DataFrame:
     over that seed's directions). Columns: ``task, n_seeds, n_methods, tau_mean, tau_min, unstable``.
     """
     seeds = sorted(scores["seed"].unique())
-    per_seed = {}
-    for seed in seeds:
-        ranks = rank_table(_medians_only(scores[scores["seed"] == seed]))
-        per_seed[seed] = ranks
+    medians = _medians_only(scores)
+    per_seed = {seed: rank_table(medians[medians["seed"] == seed]) for seed in seeds}
     rows = []
-    tasks = sorted(set(zip(*(scores[k] for k in TASK_KEYS))))
+    tasks = sorted(scores[TASK_KEYS].drop_duplicates().itertuples(index=False, name=None))
     targets: list[tuple[str, tuple | None]] = [(_task_label(t), t) for t in tasks] + [("overall", None)]
     for label, task in targets:
         mean_ranks = {}
@@ -272,8 +282,8 @@ def seed_stability(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _medians_only(scores: pd.DataFrame) -> pd.DataFrame:
-    """Like :func:`summarise` without the bootstrap (for per-seed rankings)."""
-    keys = [*TASK_KEYS, "method", "method_params", "metric"]
+    """Per seed, the median of each (task, method, params, metric) over that seed's directions."""
+    keys = [*TASK_KEYS, "method", "method_params", "metric", "seed"]
     ok = scores[scores["status"] == "ok"]
     if ok.empty:
         return pd.DataFrame(columns=[*keys, "median", "higher_is_better", "status"])

@@ -7,7 +7,8 @@ Per task (model x layer x dataset) two figures:
   into a curve in order of the x value, as SAEBench compares SAEs along the sparsity Pareto
   front; chance is a grey band (mean ± std of the metric on random stimulus sets);
 - ``<slug>__scores``: the per-direction scores of every method (box plot with each direction as
-  a dot, all seeds pooled), so a median never hides a bimodal method.
+  a dot, all seeds pooled; at most :data:`MAX_DOTS` dots per box, a seeded sample, rasterised in
+  the SVG), so a median never hides a bimodal method.
 
 Files are deterministic: SVGs use a fixed ``svg.hashsalt`` and no date, PNGs carry no metadata,
 and the dot jitter is seeded. Figures are a function of the tables, so :func:`build_plots` skips
@@ -26,7 +27,9 @@ from benchmark.results import TASK_KEYS, method_label
 
 PLOT_FORMATS = ("png", "svg")
 #: bump when the figures change, so cached figures are redrawn
-PLOTS_VERSION = "1"
+PLOTS_VERSION = "2"
+#: at most this many dots per box (a seeded sample; the box itself uses every direction)
+MAX_DOTS = 300
 _RC = {
     "svg.hashsalt": "interpbench",
     "svg.fonttype": "path",
@@ -213,8 +216,12 @@ def scores_figure(scores: pd.DataFrame, summary: pd.DataFrame, title: str):
                 capprops={"color": "0.3"},
             )
         for k, ((method, _), d) in enumerate(zip(pairs, data)):
+            if len(d) > MAX_DOTS:  # the box uses every direction; the dots show a seeded sample
+                d = np.sort(rng.choice(d, MAX_DOTS, replace=False))
             jitter = rng.uniform(-0.22, 0.22, size=len(d))
-            ax.scatter(positions[k] + jitter, d, s=8, alpha=0.6, color=method_color(method), lw=0, zorder=3)
+            ax.scatter(
+                positions[k] + jitter, d, s=8, alpha=0.6, color=method_color(method), lw=0, zorder=3, rasterized=True
+            )
         show_labels = i == len(metrics) - 1
         ax.set_xticks(positions, labels if show_labels else [""] * len(labels), rotation=30 if tilt else 0,
                       ha="right" if tilt else "center")  # fmt: skip
@@ -265,9 +272,8 @@ def build_plots(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarise(scores)
     written: dict[str, dict[str, Path]] = {}
-    for task in summary.groupby(TASK_KEYS, sort=True).groups:
+    for task in sorted(scores[TASK_KEYS].drop_duplicates().itertuples(index=False, name=None)):
         slug = task_slug(task)
         written[slug] = {"pareto": out_dir / f"{slug}__pareto", "scores": out_dir / f"{slug}__scores"}
     stamp = out_dir / ".tables.sha256"
@@ -284,6 +290,7 @@ def build_plots(
                 shutil.copyfile(src, dst)
             stamp.write_text(digest)
             return written
+    summary = summarise(scores)
     with plt.rc_context(_RC):
         for task, g in summary.groupby(TASK_KEYS, sort=True):
             slug = task_slug(task)
