@@ -28,6 +28,8 @@ from benchmark.errors import UserError
 from benchmark.registry import DATASETS, METHODS, METRICS, MODELS
 from benchmark.results import SCHEMA_VERSION, method_label, params_json, write_tables
 
+_MISSING = object()
+
 
 @dataclass(frozen=True)
 class Task:
@@ -163,11 +165,19 @@ class Runner:
         ]
 
     def metrics(self) -> list[tuple[str, dict[str, Any], Any]]:
-        return [
-            (spec.name, params, instantiate(METRICS.get(spec.name), params, f"metric {spec.name!r}"))
-            for spec in self.metric_specs()
-            for params in spec.expand()
-        ]
+        """``(name, shown params, metric)`` for every metric column family of the grid.
+
+        The shown params are those that tell entries of one metric apart (swept or set
+        differently in two entries); they name the column, e.g. ``color_consistency[consistency
+        space=lab]``; settings shared by every entry stay out of the name.
+        """
+        entries = [(spec.name, params) for spec in self.metric_specs() for params in spec.expand()]
+        out = []
+        for name, params in entries:
+            same = [p for n, p in entries if n == name]
+            shown = {k: v for k, v in params.items() if any(p.get(k, _MISSING) != v for p in same)}
+            out.append((name, shown, instantiate(METRICS.get(name), params, f"metric {name!r}")))
+        return out
 
     def unavailable_tasks(self) -> dict[str, str]:
         """``{task label: reason}`` for tasks whose data set or model cannot be had here (an
