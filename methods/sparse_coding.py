@@ -171,7 +171,8 @@ class SparseCoding(Method):
         except UserError as err:
             raise UserError(f"{where}: {err}") from None
         sample = store.load(max_rows=min(store.n, 16_384), seed=seed)
-        if float(((sample - sample.mean(0)) ** 2).sum(1).mean()) <= 0.0:
+        centred_var = float(((sample - sample.mean(0)) ** 2).sum(1).mean())
+        if centred_var <= 1e-12 * max(float((sample**2).sum(1).mean()), 1e-30):
             raise UserError(f"{where}: the activations have zero variance (a constant layer); nothing to fit")
         for name in ("epochs", "batch_size", "fista_iters", "encode_iters"):
             if getattr(self, name) < 1:
