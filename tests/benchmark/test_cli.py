@@ -54,12 +54,10 @@ def test_list_layers():
 
 
 @pytest.mark.slow
-def test_quick_run_and_leaderboard(tmp_path, cache_dir):
-    out = cli("run", "--config", "quick", "--results-dir", str(tmp_path), "--quiet")
-    assert out.returncode == 0, out.stderr
+def test_quick_run_and_leaderboard(quick_run):
+    out = quick_run.proc
     assert "| method |" in out.stdout and "neurons" in out.stdout and "stage" in out.stderr
-    run_dir = next((tmp_path / "runs").iterdir())
-    lb = cli("leaderboard", str(run_dir))
+    lb = cli("leaderboard", str(quick_run.run_dir), "--out", str(quick_run.root / "lb"))
     assert lb.returncode == 0 and "neurons" in lb.stdout
-    info = cli("--cache-dir", str(cache_dir), "cache", "info")
-    assert "activations" in info.stdout
+    info = cli("--cache-dir", str(quick_run.cache), "cache", "info")
+    assert "activations" in info.stdout and "basis" in info.stdout

@@ -120,12 +120,8 @@ def test_run_without_galleries_still_gets_a_report(report, tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_run_writes_galleries_and_the_cli_builds_the_report(tmp_path, cache_dir, capsys):
-    assert (
-        main(["--cache-dir", str(cache_dir), "run", "--config", "quick", "--results-dir", str(tmp_path), "--quiet"])
-        == 0
-    )
-    run = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir() and not p.is_symlink())
+def test_quick_run_writes_galleries_and_the_cli_builds_the_report(tmp_path, quick_run, capsys):
+    run = quick_run.run_dir  # the session's one run of the quick config (tests/conftest.py)
     assert (run / "plots").is_dir() and (run / "leaderboards" / "overall.md").exists()
     galleries = read_galleries(run)
     assert len(galleries) >= 3 and all(g["seed"] == 0 for g in galleries.values())
