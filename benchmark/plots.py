@@ -17,6 +17,7 @@ drawing when ``out_dir/.tables.sha256`` says these tables were already drawn the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from benchmark.results import TASK_KEYS, method_label
 
 PLOT_FORMATS = ("png", "svg")
 #: bump when the figures change, so cached figures are redrawn
-PLOTS_VERSION = "2"
+PLOTS_VERSION = "3"
 #: at most this many dots per box (a seeded sample; the box itself uses every direction)
 MAX_DOTS = 300
 _RC = {
@@ -57,8 +58,25 @@ def method_color(method: str) -> str:
     return _PALETTE[int(hashlib.sha256(method.encode()).hexdigest(), 16) % len(_PALETTE)]
 
 
+#: parameters that set a method's sparsity: a sweep over one of them is drawn as one curve
+SPARSITY_KEYS = ("k", "l1", "l1_coefficient", "l1_coeff", "alpha", "lam", "sparsity", "penalty", "n_components")
+
+
+def curve_key(method: str, params_json: str, varying: list[str]) -> str:
+    """The curve a point belongs to: the method plus its varying parameters other than the sparsity
+    one (``sae_topk(expansion=4.0)`` for a ``k`` sweep at two widths); just the method otherwise."""
+    params = json.loads(params_json)
+    sweep = next((k for k in SPARSITY_KEYS if k in varying), varying[0] if varying else None)
+    rest = {k: params.get(k) for k in varying if k != sweep}
+    return method if not rest else f"{method}({', '.join(f'{k}={v}' for k, v in sorted(rest.items()))})"
+
+
 def pareto_series(summary: pd.DataFrame, fits: pd.DataFrame, metric: str, x: str = "l0") -> dict[str, pd.DataFrame]:
-    """Per method name, its points for one task and metric, sorted by ``x``.
+    """Per curve, its points for one task and metric, sorted by ``x``.
+
+    A method run at several settings is one curve along its sparsity parameter (the first of
+    :data:`SPARSITY_KEYS` that varies, else the first varying parameter); its other varying
+    parameters (e.g. the SAE width) split it into several curves.
 
     Args:
         summary: :func:`benchmark.leaderboard.summarise` rows of one task.
@@ -67,18 +85,26 @@ def pareto_series(summary: pd.DataFrame, fits: pd.DataFrame, metric: str, x: str
         x: ``"l0"`` or ``"fvu"``.
 
     Returns:
-        ``{method: DataFrame[x, median, lo, hi, label]}`` with one row per parameter setting whose
-        metric was scored; a method with several rows is drawn as a curve.
+        ``{curve: DataFrame[method, x, median, lo, hi, label]}``, one row per parameter setting
+        whose metric was scored, sorted by ``x``.
     """
     fs = fit_summary(fits)
     s = summary[(summary["metric"] == metric) & (summary["status"] == "ok") & summary["median"].notna()]
     merged = s.merge(fs, on=[*TASK_KEYS, "method", "method_params"], how="inner")
     out = {}
     for method, g in merged.groupby("method", sort=True):
-        g = g.assign(x=g[x].astype(float), label=[method_label(m, p) for m, p in zip(g["method"], g["method_params"])])
-        g = g[np.isfinite(g["x"])].sort_values(["x", "label"], kind="stable")
-        if len(g):
-            out[method] = g[["x", "median", "lo", "hi", "label"]].reset_index(drop=True)
+        params = [json.loads(p) for p in g["method_params"]]
+        keys = sorted({k for p in params for k in p})
+        varying = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1]
+        g = g.assign(
+            x=g[x].astype(float),
+            label=[method_label(m, p) for m, p in zip(g["method"], g["method_params"])],
+            curve=[curve_key(method, p, varying) for p in g["method_params"]],
+        )
+        g = g[np.isfinite(g["x"])]
+        for curve, c in g.groupby("curve", sort=True):
+            c = c.sort_values(["x", "label"], kind="stable")
+            out[curve] = c[["method", "x", "median", "lo", "hi", "label"]].reset_index(drop=True)
     return out
 
 
@@ -101,14 +127,24 @@ def _split_metrics(summary: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 
 def _footnote(fig, notes: list[str]) -> None:
-    """A grey line at the bottom of the figure (space reserved by :func:`_bottom`)."""
+    """A grey line at the bottom of the figure (the layouts keep 0.3 inch free for it)."""
     if notes:
         fig.text(0.01, 0.06 / fig.get_figheight(), "not shown: " + "; ".join(notes), fontsize=8, color="0.35")
 
 
-def _bottom(fig, notes: list[str]) -> float:
-    """Figure fraction kept free at the bottom for the footnote."""
-    return 0.3 / fig.get_figheight() if notes else 0.0
+def _grid(width: float, height: float, rows: int, cols: int, *, left: float, right: float, top: float,
+          bottom: float, hgap: float, wgap: float) -> dict:  # fmt: skip
+    """``gridspec_kw`` for margins and gaps given in inches (a fixed layout: no extra draw to measure)."""
+    axis_h = (height - top - bottom - (rows - 1) * hgap) / rows
+    axis_w = (width - left - right - (cols - 1) * wgap) / cols
+    return {
+        "left": left / width,
+        "right": 1 - right / width,
+        "top": 1 - top / height,
+        "bottom": bottom / height,
+        "hspace": hgap / axis_h,
+        "wspace": wgap / axis_w,
+    }
 
 
 def _log_x(ax) -> None:
@@ -132,8 +168,11 @@ def pareto_figure(summary: pd.DataFrame, fits: pd.DataFrame, title: str):
     import matplotlib.pyplot as plt
 
     metrics, notes = _split_metrics(summary)
-    height = 2.6 * max(1, len(metrics)) + 0.6
-    fig, axes = plt.subplots(max(1, len(metrics)), 2, figsize=(10, height), squeeze=False)
+    rows = max(1, len(metrics))
+    foot = 0.3 if notes else 0.0
+    height = 2.3 * rows + 0.55 * (rows - 1) + 0.8 + 0.6 + foot
+    layout = _grid(10, height, rows, 2, left=0.75, right=0.25, top=0.8, bottom=0.6 + foot, hgap=0.55, wgap=0.7)
+    fig, axes = plt.subplots(rows, 2, figsize=(10, height), squeeze=False, gridspec_kw=layout)
     handles: dict[str, object] = {}
     for i, metric in enumerate(metrics):
         hib = bool(summary.loc[summary["metric"] == metric, "higher_is_better"].iloc[0])
@@ -143,21 +182,25 @@ def pareto_figure(summary: pd.DataFrame, fits: pd.DataFrame, title: str):
             _chance_band(ax, summary, metric)
             series = pareto_series(summary, fits, metric, x)
             xs = []
-            for method, pts in series.items():
+            styles: dict[str, int] = {}
+            for curve, pts in series.items():
+                method = pts["method"].iloc[0]
+                nth = styles[method] = styles.get(method, -1) + 1
                 yerr = np.vstack([pts["median"] - pts["lo"], pts["hi"] - pts["median"]])
                 line = ax.errorbar(
                     pts["x"],
                     pts["median"],
                     yerr=np.clip(np.nan_to_num(yerr), 0, None),
                     color=method_color(method),
-                    marker="o",
+                    marker="osD^v"[nth % 5],
                     ms=5,
                     lw=1.4 if len(pts) > 1 else 0,
+                    ls=("-", "--", ":", "-.")[nth % 4],
                     elinewidth=0.9,
                     capsize=2,
-                    label=method,
+                    label=curve,
                 )
-                handles.setdefault(method, line)
+                handles.setdefault(curve, line)
                 xs += list(pts["x"])
             positive = [v for v in xs if v > 0]
             if x == "l0" and positive and max(positive) / min(positive) > 20:
@@ -172,9 +215,10 @@ def pareto_figure(summary: pd.DataFrame, fits: pd.DataFrame, title: str):
     chance = [h for ax in axes.ravel() for h in ax.get_lines() if h.get_label() == "chance ± std"][:1]
     labels = list(handles) + (["chance ± std"] if chance else [])
     if labels:
-        fig.legend(list(handles.values()) + chance, labels, loc="upper right", ncol=min(6, len(labels)), frameon=False)
+        ncol = min(5, len(labels))
+        fig.legend(list(handles.values()) + chance, labels, loc="upper right", ncol=ncol, frameon=False, fontsize=8)
     fig.suptitle(title, fontsize=10, x=0.01, y=1.0 - 0.08 / height, ha="left", va="top")
-    fig.tight_layout(rect=(0, _bottom(fig, notes), 1, 1 - 0.35 / height))
+
     _footnote(fig, notes)
     return fig
 
@@ -187,10 +231,14 @@ def scores_figure(scores: pd.DataFrame, summary: pd.DataFrame, title: str):
     pairs = method_order(summary)
     labels = [method_label(m, p) for m, p in pairs]
     width = max(6.0, 0.6 * len(pairs) + 2.5)
-    height = 2.8 * max(1, len(metrics)) + 0.4
-    fig, axes = plt.subplots(max(1, len(metrics)), 1, figsize=(width, height), squeeze=False)
-    rng = np.random.default_rng(0)
+    rows = max(1, len(metrics))
     tilt = len(pairs) > 4
+    foot = 0.3 if notes else 0.0
+    label_room = (0.25 + 0.075 * max((len(x) for x in labels), default=4)) if tilt else 0.45
+    height = 2.3 * rows + 0.45 * (rows - 1) + 0.6 + label_room + foot
+    layout = _grid(width, height, rows, 1, left=0.75, right=0.2, top=0.6, bottom=label_room + foot, hgap=0.45, wgap=0)
+    fig, axes = plt.subplots(rows, 1, figsize=(width, height), squeeze=False, gridspec_kw=layout)
+    rng = np.random.default_rng(0)
     for i, metric in enumerate(metrics):
         ax = axes[i, 0]
         hib = bool(summary.loc[summary["metric"] == metric, "higher_is_better"].iloc[0])
@@ -229,7 +277,7 @@ def scores_figure(scores: pd.DataFrame, summary: pd.DataFrame, title: str):
     if not metrics:
         axes[0, 0].set_axis_off()
     fig.suptitle(title, fontsize=10, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, _bottom(fig, notes), 1, 1))
+
     _footnote(fig, notes)
     return fig
 

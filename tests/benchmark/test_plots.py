@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from PIL import Image
 
 from benchmark.leaderboard import summarise
-from benchmark.plots import _split_metrics, build_plots, method_color, pareto_series
+from benchmark.plots import _split_metrics, build_plots, curve_key, method_color, pareto_series
 from benchmark.report.fixtures import COLOR, COLOR_SKIP, LANGUAGE, PSY, PSY_Q, VISION, sample_tables
 
 
@@ -76,3 +77,17 @@ def test_same_tables_are_not_redrawn_and_can_be_reused(tables, tmp_path):
     changed = scores.assign(value=scores["value"] + 0.01)
     build_plots(changed, fits, tmp_path / "run", formats=("png",))
     assert png.stat().st_mtime_ns != stamp
+
+
+def test_a_sweep_at_two_widths_forms_two_curves(tables):
+    scores, fits = (_task(t, VISION) for t in tables)
+    wide_s = scores[scores["method"] == "sae_topk"].copy()
+    wide_f = fits[fits["method"] == "sae_topk"].copy()
+    for df in (wide_s, wide_f):
+        df["method_params"] = df["method_params"].str.replace("}", ', "expansion": 4}')
+    wide_f["l0"] += 0.5
+    scores, fits = pd.concat([scores, wide_s]), pd.concat([fits, wide_f])
+    series = pareto_series(summarise(scores), fits, PSY, "l0")
+    assert sorted(series) == ["neurons", "pca", "random", "sae_topk", "sae_topk(expansion=4)"]
+    assert list(series["sae_topk(expansion=4)"]["x"]) == [2.5, 4.5, 8.5]
+    assert curve_key("sae_l1", '{"l1": 0.1, "expansion": 2}', ["expansion", "l1"]) == "sae_l1(expansion=2)"
