@@ -67,7 +67,7 @@ def curve_key(method: str, params_json: str, varying: list[str]) -> str:
     one (``sae_topk(expansion=4.0)`` for a ``k`` sweep at two widths); just the method otherwise."""
     params = json.loads(params_json)
     sweep = next((k for k in SPARSITY_KEYS if k in varying), varying[0] if varying else None)
-    rest = {k: params.get(k) for k in varying if k != sweep}
+    rest = {k: params[k] for k in varying if k != sweep and params.get(k) is not None}
     return method if not rest else f"{method}({', '.join(f'{k}={v}' for k, v in sorted(rest.items()))})"
 
 
