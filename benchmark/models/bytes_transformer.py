@@ -262,9 +262,11 @@ class Bytes1L(LanguageModel):
 
     def _load_or_train(self) -> None:
         from benchmark.cache import current_cache
+        from benchmark.data.textmix import VERSION as CORPUS_VERSION
 
         settings = self.settings()
         parts = {
+            "corpus_version": CORPUS_VERSION,  # a change to how textmix is built retrains the model
             "name": "bytes_1l",
             "version": VERSION,
             "arch": self.arch(),
