@@ -465,6 +465,9 @@ def task_table(
         "rank: mean rank over this task's metrics (1 = best, ties share ranks); "
         "FVU: fraction of variance unexplained (mean-centred, probe split); L0: mean active directions per sample.",
     ]
+    extra = [m for m in metrics if m not in ranked]
+    if extra:
+        notes.append(f"Shown but not ranked (extra columns of a ranked metric): {', '.join(extra)}.")
     if stability is not None and np.isfinite(stability.get("tau_mean", math.nan)):
         flag = f" **unstable: tau < {TAU_FLAG}**" if stability["unstable"] else ""
         notes.append(
