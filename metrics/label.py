@@ -18,7 +18,8 @@ class LabelConsistency(SimilarityMetric):
     """Agreement of stimulus labels (1 where two labels are equal, else 0) under a protocol.
 
     Under ``consistency`` the score is the fraction of top-``n`` pairs that share a label
-    (chance: the sum of squared class frequencies).
+    (chance: the sum of squared class frequencies). A negative label means "unlabelled" and
+    matches nothing, not even another unlabelled stimulus.
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"labels"})
@@ -28,4 +29,4 @@ class LabelConsistency(SimilarityMetric):
         return torch.as_tensor(np.asarray(stimuli.labels(idx), dtype=np.int64))
 
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
-        return (a[:, :, None] == b[:, None, :]).float()
+        return ((a[:, :, None] == b[:, None, :]) & (a[:, :, None] >= 0)).float()

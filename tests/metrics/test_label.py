@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import auc, rank_codes
 
 from metrics.base import TopExamples
@@ -28,3 +29,9 @@ def test_label_directions_beat_random_directions(oracle, protocol):
     a = auc(score, tags != "random")
     print(f"label_consistency[{protocol}]: AUC {a:.3f}")
     assert a >= 0.9
+
+
+def test_unlabelled_stimuli_match_nothing():
+    a = torch.tensor([[0, -1, 2, -1]])
+    sim = LabelConsistency().pairwise(a, a)[0]
+    assert sim.tolist() == [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
