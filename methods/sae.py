@@ -282,17 +282,21 @@ class L1SAE(_SAEMethod):
     Args:
         l1_coefficient: weight of the L1 term with activations scaled to ``E ||x||^2 = d``.
         resample_every: steps between dead-latent checks (0: never resample).
+        resample_duplicates: also resample the less active latent of any pair whose decoder rows
+            have ``|cosine| > 0.9`` (an extension of the paper's scheme: duplicates are alive, so
+            they are otherwise never freed for features the dictionary misses).
     """
 
     l1_coefficient: float = 1.0
     resample_every: int = 500
+    resample_duplicates: bool = False
     version: ClassVar[str] = "1"
 
     def fit(self, acts, *, seed: int, device="cpu") -> SAEBasis:
         store, where, k, scale, gen, params, total = self._setup(acts, seed, device)
         w_dec = params["W_dec"]
         opt = torch.optim.Adam(list(params.values()), lr=self.lr)
-        fired = torch.zeros(k, dtype=torch.bool, device=device)
+        fired = torch.zeros(k, dtype=torch.int64, device=device)
         resampled = 0
         loss_value = mse_value = math.nan
         for step, x in self._batches(store, seed, device, total):
@@ -301,10 +305,10 @@ class L1SAE(_SAEMethod):
             x = x * scale
             loss_value, mse_value, per_sample, fired_now = self._step(x, params, device)
             self._finish_step(opt, w_dec)
-            fired |= fired_now
+            fired += fired_now
             if self.resample_every > 0 and (step + 1) % self.resample_every == 0:
                 if step < total // 2:
-                    resampled += self._resample(opt, params, ~fired, x, per_sample, gen)
+                    resampled += self._resample(opt, params, self._to_resample(fired, w_dec), x, per_sample, gen)
                 fired.zero_()
         var = float(((x - x.mean(0)) ** 2).sum(1).mean())
         basis = self._export(params, scale, activation="relu")
@@ -333,7 +337,18 @@ class L1SAE(_SAEMethod):
         w_enc.grad = grad_pre.T @ x_c
         b_enc.grad = grad_pre.sum(dim=0)
         b_dec.grad = grad_recon.sum(dim=0) - b_enc.grad @ w_enc
-        return mse + self.l1_coefficient * l1, mse, per_sample, (codes > 0).any(dim=0)
+        return mse + self.l1_coefficient * l1, mse, per_sample, (codes > 0).sum(dim=0)
+
+    @torch.no_grad()
+    def _to_resample(self, fire_counts: Tensor, w_dec: Tensor) -> Tensor:
+        """``[k]`` mask: latents that never fired, and (with ``resample_duplicates``) the less
+        active of two latents whose decoder rows nearly coincide."""
+        mask = fire_counts == 0
+        if self.resample_duplicates:
+            cos = (w_dec @ w_dec.T).abs().fill_diagonal_(0.0)
+            more_active = fire_counts[None, :] > fire_counts[:, None]
+            mask |= ((cos > 0.9) & more_active).any(dim=1)
+        return mask
 
     @torch.no_grad()
     def _resample(self, opt, params, dead: Tensor, x: Tensor, losses: Tensor, gen) -> int:
