@@ -389,13 +389,14 @@ class TopKSAE(_SAEMethod):
         k: active latents per sample.
         auxk_coefficient: weight of the AuxK loss.
         aux_k: latents in the AuxK reconstruction (default ``d / 2``).
-        dead_tokens: tokens without activation after which a latent counts as dead.
+        dead_tokens: tokens without activation after which a latent counts as dead (default: a
+            tenth of the training tokens, at least one batch and at most Gao et al.'s 10M).
     """
 
     k: int = 32
     auxk_coefficient: float = 1.0 / 32.0
     aux_k: int | None = None
-    dead_tokens: int = 1_000_000
+    dead_tokens: int | None = None
     version: ClassVar[str] = "1"
 
     def _check(self, store, where: str) -> None:
@@ -412,18 +413,21 @@ class TopKSAE(_SAEMethod):
         opt = torch.optim.Adam(list(params.values()), lr=self.lr)
         aux_k = self.aux_k if self.aux_k is not None else max(1, store.d // 2)
         last_fired = torch.zeros(width, dtype=torch.int64, device=device)
+        window = self.dead_tokens
+        if window is None:
+            window = min(10_000_000, max(self.batch_size, total * self.batch_size // 10))
         tokens = 0
         loss_value = mse_value = math.nan
         for step, x in self._batches(store, seed, device, total):
             for group in opt.param_groups:
                 group["lr"] = self._lr_at(step, total)
             tokens += len(x)
-            dead = (tokens - last_fired) > self.dead_tokens
+            dead = (tokens - last_fired) > window
             mse, aux, active = self._step(x * scale, params, dead, aux_k, device)
             self._finish_step(opt, params["W_dec"])
             last_fired[active] = tokens
             loss_value, mse_value = mse + self.auxk_coefficient * aux, mse
-        dead_now = int(((tokens - last_fired) > self.dead_tokens).sum())
+        dead_now = int(((tokens - last_fired) > window).sum())
         basis = self._export(params, scale, activation="topk", topk=int(self.k))
         basis.stats.update(final_loss=loss_value, final_train_mse=mse_value, dead_latents_at_end=dead_now)
         return basis
