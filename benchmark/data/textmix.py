@@ -12,10 +12,12 @@ Sources (each document is labelled with the one it came from):
 
 Sources missing on a machine are skipped and reported in :meth:`TextMix.manifest`. Files are
 drawn in a seeded order, each file gives at most ``max_docs_per_file`` consecutive pieces of
-``doc_chars`` characters, and each source gets ``size_mb / n_sources`` of text. Every file goes
-wholly to the ``train`` or the ``eval`` split, fixed by its path alone
-(:func:`benchmark.data.text_files.file_split`), so models trained on ``split="train"`` never
-saw a file of any ``split="eval"`` corpus. The built corpus (both splits) is cached.
+``doc_chars`` characters, and each source gets ``size_mb / n_sources`` of text, of which
+``train_fraction`` comes from train files and the rest from eval files. Every file goes wholly
+to the ``train`` or the ``eval`` split, fixed by its path alone
+(:func:`benchmark.data.text_files.file_split`), so a model trained on ``split="train"`` never
+saw a file of any ``split="eval"`` corpus with the same ``train_fraction`` (bytes_1l checks
+this). The built corpus (both splits) is cached.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from benchmark.data.text_files import SPLITS, DocumentSet, chunk_text, file_spli
 from benchmark.errors import UserError
 
 SOURCES = ("python", "html", "base64", "translation", "man", "english")
-VERSION = 1
+VERSION = 2
 
 # pure-Python standard-library modules that are safe to import for pydoc rendering
 HTML_MODULES = (
@@ -178,9 +180,15 @@ def _english_docs(rng: np.random.Generator) -> Iterator[Candidate]:
 
 
 def collect(
-    sources: tuple[str, ...], size_mb: float, doc_chars: int, max_docs_per_file: int, seed: int
+    sources: tuple[str, ...],
+    size_mb: float,
+    doc_chars: int,
+    max_docs_per_file: int,
+    seed: int,
+    train_fraction: float = 0.7,
 ) -> tuple[list[tuple[str, str, str]], dict]:
-    """Draw the documents of every source.
+    """Draw the documents of every source: ``train_fraction`` of each source's budget from
+    train files, the rest from eval files (:func:`file_split`), so both splits get their share.
 
     Returns:
         ``docs``: ``(source, origin, text)`` triples, and ``report``: per source the files used
@@ -201,10 +209,14 @@ def collect(
             "english": lambda rng=rng: _english_docs(rng),
         }[source]()
         used = skipped = 0
-        got = 0.0
+        want = {"train": budget * train_fraction, "eval": budget * (1.0 - train_fraction)}
+        got = {"train": 0.0, "eval": 0.0}
         for origin, load in candidates:
-            if got >= budget:
+            if all(got[k] >= want[k] for k in got):
                 break
+            side = file_split(origin, train_fraction)
+            if got[side] >= want[side]:
+                continue
             text = load()
             pieces = chunk_text(text, doc_chars, min_chars=min(200, doc_chars // 2)) if text else []
             if not pieces:
@@ -217,7 +229,7 @@ def collect(
                     continue
                 seen.add(digest)
                 docs.append((source, origin, piece))
-                got += len(piece)
+                got[side] += len(piece)
             used += 1
         report["files"][source] = {"used": used, "skipped": skipped}
         if used == 0:
@@ -309,10 +321,18 @@ class TextMix(DocumentSet):
     def _load(self) -> tuple[list[tuple[str, str, str]], dict]:
         from benchmark.cache import current_cache
 
-        parts = {"name": "textmix", "version": VERSION, "python": sys.version.split()[0], **self._params()}
+        parts = {
+            "name": "textmix",
+            "version": VERSION,
+            "python": sys.version.split()[0],
+            "train_fraction": self.train_fraction,
+            **self._params(),
+        }
 
         def compute(tmp: Path) -> None:
-            docs, report = collect(self.sources, self.size_mb, self.doc_chars, self.max_docs_per_file, self.seed)
+            docs, report = collect(
+                self.sources, self.size_mb, self.doc_chars, self.max_docs_per_file, self.seed, self.train_fraction
+            )
             (tmp / "documents.json").write_text(json.dumps(docs, ensure_ascii=True))
             (tmp / "report.json").write_text(json.dumps(report, indent=1))
 

@@ -34,6 +34,7 @@ from benchmark.models.base import weights_hash
 from benchmark.models.language import LanguageModel
 
 VERSION = 1
+TRAIN_FRACTION = 0.7  # textmix's train/eval file split the model is trained and probed with
 LAYERS = {
     "mlp": "mlp.act",
     "resid_pre": "hook_resid_pre",
@@ -159,8 +160,8 @@ def train(net: ByteTransformer, settings: TrainSettings, seed: int, log=None) ->
     from benchmark.data.textmix import TextMix
 
     start = time.perf_counter()
-    train_docs = TextMix(size_mb=settings.corpus_size_mb, split="train")
-    eval_docs = TextMix(size_mb=settings.corpus_size_mb, split="eval")
+    train_docs = TextMix(size_mb=settings.corpus_size_mb, split="train", train_fraction=TRAIN_FRACTION)
+    eval_docs = TextMix(size_mb=settings.corpus_size_mb, split="eval", train_fraction=TRAIN_FRACTION)
     stream = byte_stream(train_docs.texts(np.arange(len(train_docs))))
     held_out = eval_windows(byte_stream(eval_docs.texts(np.arange(len(eval_docs)))), net.context, settings.eval_bytes)
     data = torch.from_numpy(stream.astype(np.int64))
@@ -251,6 +252,23 @@ class Bytes1L(LanguageModel):
             self._load_or_train()
         self.net.eval()
         self._weights = weights_hash(self.net)
+
+    def samples(self, stimuli: StimulusSet):
+        """Token samples; refuses textmix documents that may overlap the model's training files."""
+        from benchmark.data.base import Subset
+        from benchmark.data.textmix import TextMix
+
+        docs = stimuli
+        while isinstance(docs, Subset):
+            docs = docs.parent
+        overlaps = isinstance(docs, TextMix) and (docs.split != "eval" or docs.train_fraction != TRAIN_FRACTION)
+        if self.trained and overlaps:
+            raise UserError(
+                f"{self.name}: probe it on textmix split='eval' with train_fraction={TRAIN_FRACTION} (got "
+                f"split={docs.split!r}, train_fraction={docs.train_fraction}): other documents may be ones it was "
+                "trained on"
+            )
+        return super().samples(stimuli)
 
     def arch(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("d_model", "n_heads", "d_mlp", "context", "activation")}

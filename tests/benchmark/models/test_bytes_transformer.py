@@ -84,6 +84,13 @@ def test_training_is_cached_and_reported(tmp_path: Path) -> None:
         again = Bytes1L(train_steps=10, train_batch=4, corpus_size_mb=0.05)
         assert [r.computed for r in cache.records if r.stage == "model"] == [True, False]
         entry = next((tmp_path / "cache" / "model").glob("*/*/train.json"))
+        from benchmark.data.textmix import TextMix
+
+        with pytest.raises(UserError, match="probe it on textmix split='eval'"):
+            model.samples(TextMix(size_mb=0.05, split="train"))
+        with pytest.raises(UserError, match="train_fraction=0.5"):
+            model.samples(TextMix(size_mb=0.05, train_fraction=0.5))
+        assert len(model.samples(TextMix(size_mb=0.05))) > 0
     report = json.loads(entry.read_text())
     assert report == model.training_report
     for key in ("model_bpb", "unigram_bpb", "bigram_bpb", "train_seconds", "held_out_bytes"):
