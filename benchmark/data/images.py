@@ -28,6 +28,10 @@ FITS = ("pad", "crop")
 GRAYSCALE = ("convert", "skip", "error")
 
 
+#: images with more pixels than this are counted as skipped, not decoded
+MAX_PIXELS = 40_000_000
+
+
 class ImageError(Exception):
     """A file that cannot be used as an image (the reason is the message)."""
 
@@ -48,6 +52,8 @@ def load_image(
 
     try:
         with Image.open(path) as im:
+            if im.size[0] * im.size[1] > MAX_PIXELS:  # decoding would take seconds and gigabytes
+                raise ImageError(f"too large to decode: {im.size[0]} x {im.size[1]} pixels (limit {MAX_PIXELS:,})")
             im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale when possible
             mode = im.mode
             im.load()
