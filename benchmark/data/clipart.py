@@ -138,7 +138,7 @@ class Clipart(StimulusSet):
             "size": self.size,
             "label": self.label,
             "min_per_class": self.min_per_class,
-            "version": 1,
+            "version": 2,
         }
 
     def images_uint8(self, idx: np.ndarray) -> np.ndarray:

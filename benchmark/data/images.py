@@ -149,7 +149,7 @@ def load_folder_cached(
         "fit": fit,
         "background": background,
         "grayscale": grayscale,
-        "version": 1,
+        "version": 2,  # 2: files over MAX_PIXELS are skipped
     }
 
     def compute(tmp: Path) -> None:
