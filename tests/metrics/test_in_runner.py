@@ -4,6 +4,7 @@ psychophysics band gets its own column, and a metric that cannot run is a skippe
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from benchmark.cache import Cache
 from benchmark.config import parse_config
@@ -42,6 +43,7 @@ params = { weights = "/nonexistent/alexnet-owt-7be5be79.pth" }
 """
 
 
+@pytest.mark.slow
 def test_metrics_in_the_harness(tmp_path):
     res = Runner(
         parse_config(GRID, "metrics.toml"), Cache(tmp_path / "c"), results_dir=tmp_path / "r", progress=False

@@ -72,6 +72,7 @@ def test_cached_distances_equal_the_package(reference, size):
     assert diff < 1e-5
 
 
+@pytest.mark.slow
 def test_protocols_use_the_package_values_and_run_the_backbone_once_per_image(reference):
     ref, path = reference
     stimuli = Noise(24, 64, seed=7)
