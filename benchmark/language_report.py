@@ -91,8 +91,6 @@ def run_source_tables(runner, n: int = 16) -> dict[str, pd.DataFrame]:
     """
     from benchmark.activations import ActivationStore
     from benchmark.cache import using_cache
-    from benchmark.config import instantiate
-    from benchmark.registry import METHODS
     from benchmark.topk import top_examples
     from methods.base import Basis
 
@@ -102,17 +100,8 @@ def run_source_tables(runner, n: int = 16) -> dict[str, pd.DataFrame]:
             model, samples, _fit_idx, probe_idx = runner._task_objects(cell.task)
             if samples.modality != "language" or "labels" not in samples.provides:
                 continue
-            _, fit_key = runner.activations(cell.task, "fit")
-            probe_path, probe_key = runner.activations(cell.task, "probe")
-            method = instantiate(METHODS.get(cell.method), cell.params, f"method {cell.method!r}")
-            parts = {
-                "acts": fit_key,
-                "probe": probe_key,
-                "method": cell.method,
-                "params": method.params(),
-                "version": type(method).version,
-                "seed": cell.seed,
-            }
+            probe_path, _ = runner.activations(cell.task, "probe")
+            _, parts = runner.basis_parts(cell)
             path = runner.cache.lookup("basis", runner.cache.key("basis", parts))
             if path is None:
                 continue  # not fitted yet: run the grid first

@@ -235,6 +235,21 @@ class Runner:
         return path, self.cache.key("activations", parts)
 
     # -- cell stages -------------------------------------------------------------------
+    def basis_parts(self, cell: Cell) -> tuple[Any, dict[str, Any]]:
+        """The cell's method and the cache parts that identify its fitted basis."""
+        _, fit_key = self.activations(cell.task, "fit")
+        _, probe_key = self.activations(cell.task, "probe")
+        method = instantiate(METHODS.get(cell.method), cell.params, f"method {cell.method!r}")
+        parts = {
+            "acts": fit_key,
+            "probe": probe_key,
+            "method": cell.method,
+            "params": method.params(),
+            "version": type(method).version,
+            "seed": cell.seed,
+        }
+        return method, parts
+
     def run_cell(self, cell: Cell) -> tuple[list[dict], dict]:
         """Fit, encode and score one cell; returns (score rows, fit row)."""
         import torch
@@ -248,15 +263,7 @@ class Runner:
         model, samples, fit_idx, probe_idx = self._task_objects(task)
         fit_path, fit_key = self.activations(task, "fit")
         probe_path, probe_key = self.activations(task, "probe")
-        method = instantiate(METHODS.get(cell.method), cell.params, f"method {cell.method!r}")
-        basis_parts = {
-            "acts": fit_key,
-            "probe": probe_key,
-            "method": cell.method,
-            "params": method.params(),
-            "version": type(method).version,
-            "seed": cell.seed,
-        }
+        method, basis_parts = self.basis_parts(cell)
 
         def fit(tmp: Path) -> None:
             torch.manual_seed(cell.seed)
