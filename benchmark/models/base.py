@@ -123,10 +123,14 @@ class TorchImageModel(ModelAdapter):
         handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
         try:
             for start in range(0, len(idx), batch_size):
-                images = samples.images(idx[start : start + batch_size]).to(device)
-                captured.clear()
-                self.net(self.preprocess(images))
-                yield pool_spatial(captured[0], self.spatial).float()
+                x = self.preprocess(samples.images(idx[start : start + batch_size]).to(device))
+                step = self.forward_step(x, device)
+                pooled = []
+                for s in range(0, len(x), step):
+                    captured.clear()
+                    self.net(x[s : s + step])
+                    pooled.append(pool_spatial(captured[0], self.spatial).float())
+                yield pooled[0] if len(pooled) == 1 else torch.cat(pooled)
         finally:
             handle.remove()
 
@@ -135,6 +139,16 @@ class TorchImageModel(ModelAdapter):
         """Logits ``[b, classes]`` for images ``[b, C, H, W]`` in [0, 1]."""
         self.net.to(device)
         return self.net(self.preprocess(images.to(device)))
+
+    #: on CPU, a forward pass takes at most this many input pixels (batch x H x W): large
+    #: batches of large images are slower there (memory traffic), see docs/performance/vision.md
+    cpu_pixels_per_forward: int = 4 * 224 * 224
+
+    def forward_step(self, x: torch.Tensor, device) -> int:
+        """How many images of ``x [b, C, H, W]`` go through the network at once on ``device``."""
+        if torch.device(device).type != "cpu":
+            return len(x)
+        return max(1, self.cpu_pixels_per_forward // (x.shape[-1] * x.shape[-2]))
 
     #: held-out images used by :meth:`fidelity` (at most)
     fidelity_samples: int = 512

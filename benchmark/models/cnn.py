@@ -178,18 +178,17 @@ class _TrainedCNN(_CNNAdapter):
             torch.manual_seed(self.seed)
             net = small_cnn(self.channels, self.n_classes, self.width, self.stem_stride)
             p = self.train_params
-            with _threads_at_least(2):
-                train_classifier(
-                    net,
-                    train_x,
-                    train_y,
-                    epochs=p["epochs"],
-                    batch_size=p["batch_size"],
-                    lr=p["lr"],
-                    seed=p["seed"],
-                    to_float=self.to_float,
-                )
-                acc = accuracy(net, test_x, test_y, self.to_float)
+            train_classifier(
+                net,
+                train_x,
+                train_y,
+                epochs=p["epochs"],
+                batch_size=p["batch_size"],
+                lr=p["lr"],
+                seed=p["seed"],
+                to_float=self.to_float,
+            )
+            acc = accuracy(net, test_x, test_y, self.to_float)
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / "weights.safetensors"))
             record = {"heldout_accuracy": acc, "train_seconds": time.perf_counter() - start, **parts}
             (tmp / "train.json").write_text(json.dumps(record, indent=1, sort_keys=True))
@@ -203,20 +202,6 @@ class _TrainedCNN(_CNNAdapter):
 
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "heldout_accuracy": round(self.heldout_accuracy, 6)}
-
-
-class _threads_at_least:
-    """Context manager: use at least ``n`` torch threads inside (training on a 2-core machine)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __enter__(self) -> None:
-        self.old = torch.get_num_threads()
-        torch.set_num_threads(max(self.old, self.n))
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self.old)
 
 
 class ShapesCNNUntrained(_CNNAdapter):
