@@ -13,8 +13,9 @@ export TRANSFORMERS_OFFLINE := 1
 
 benchmark: venv system
 	$(BIN)/interpbench run --config $(CONFIG) --results-dir results
-	$(BIN)/interpbench report results/runs/latest 2>/dev/null || true
-	@echo "leaderboards: results/leaderboards/  report: results/runs/latest/report/index.html"
+	$(BIN)/interpbench publish results/runs/latest --out results
+	$(BIN)/interpbench report results/runs/latest
+	@echo "leaderboards: results/README.md and results/leaderboards/; report: results/runs/latest/report/index.html"
 
 quick: venv
 	$(BIN)/interpbench run --config quick --results-dir results

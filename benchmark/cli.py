@@ -126,6 +126,14 @@ def cmd_validate(args) -> int:
     return 1 if failures else 0
 
 
+def cmd_publish(args) -> int:
+    from benchmark.leaderboard import write_results_readme
+
+    page = write_results_readme(Path(args.run), Path(args.out))
+    print(f"published {Path(args.run).resolve().name} to {page}")
+    return 0
+
+
 def cmd_cache(args) -> int:
     cache = _cache(args)
     if args.action == "info":
@@ -181,6 +189,11 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("run", help="results/runs/<run_id>")
     rp.add_argument("--out", help="output folder (default RUN/report)")
     rp.set_defaults(fn=cmd_report)
+
+    pb = sub.add_parser("publish", help="write a run's leaderboards, plots and README into the results folder")
+    pb.add_argument("run", help="results/runs/<run_id> (or results/runs/latest)")
+    pb.add_argument("--out", default="results", help="the folder to fill (default: results)")
+    pb.set_defaults(fn=cmd_publish)
 
     v = sub.add_parser("validate", help="the validity study: metrics and methods against planted ground truth")
     v.add_argument("--quick", action="store_true", help="a small version (shapes only, two noise levels)")
