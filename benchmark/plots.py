@@ -28,7 +28,7 @@ from benchmark.results import TASK_KEYS, method_label
 
 PLOT_FORMATS = ("png", "svg")
 #: bump when the figures change, so cached figures are redrawn
-PLOTS_VERSION = "3"
+PLOTS_VERSION = "4"
 #: at most this many dots per box (a seeded sample; the box itself uses every direction)
 MAX_DOTS = 300
 _RC = {
@@ -71,6 +71,35 @@ def curve_key(method: str, params_json: str, varying: list[str]) -> str:
     return method if not rest else f"{method}({', '.join(f'{k}={v}' for k, v in sorted(rest.items()))})"
 
 
+def pareto_points(summary: pd.DataFrame, fits: pd.DataFrame) -> list[dict]:
+    """Every scored (method, params, metric) of one task with its fit statistics and its curve, as
+    records (plain dicts: the figure loops over them without per-panel pandas work)."""
+    fs = fit_summary(fits)
+    s = summary[(summary["status"] == "ok") & summary["median"].notna()]
+    merged = s.merge(fs, on=[*TASK_KEYS, "method", "method_params"], how="inner")
+    records = merged[["method", "method_params", "metric", "median", "lo", "hi", "l0", "fvu"]].to_dict("records")
+    by_method: dict[str, set[str]] = {}
+    for r in records:
+        by_method.setdefault(r["method"], set()).add(r["method_params"])
+    varying = {}
+    for method, all_params in by_method.items():
+        params = [json.loads(p) for p in sorted(all_params)]
+        keys = sorted({k for p in params for k in p})
+        varying[method] = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1]
+    for r in records:
+        r["label"] = method_label(r["method"], r["method_params"])
+        r["curve"] = curve_key(r["method"], r["method_params"], varying[r["method"]])
+    return records
+
+
+def _curves(points: list[dict], metric: str, x: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in points:
+        if r["metric"] == metric and np.isfinite(r[x]):
+            out.setdefault(r["curve"], []).append({**r, "x": float(r[x])})
+    return {c: sorted(v, key=lambda r: (r["x"], r["label"])) for c, v in sorted(out.items())}
+
+
 def pareto_series(summary: pd.DataFrame, fits: pd.DataFrame, metric: str, x: str = "l0") -> dict[str, pd.DataFrame]:
     """Per curve, its points for one task and metric, sorted by ``x``.
 
@@ -88,24 +117,8 @@ def pareto_series(summary: pd.DataFrame, fits: pd.DataFrame, metric: str, x: str
         ``{curve: DataFrame[method, x, median, lo, hi, label]}``, one row per parameter setting
         whose metric was scored, sorted by ``x``.
     """
-    fs = fit_summary(fits)
-    s = summary[(summary["metric"] == metric) & (summary["status"] == "ok") & summary["median"].notna()]
-    merged = s.merge(fs, on=[*TASK_KEYS, "method", "method_params"], how="inner")
-    out = {}
-    for method, g in merged.groupby("method", sort=True):
-        params = [json.loads(p) for p in g["method_params"]]
-        keys = sorted({k for p in params for k in p})
-        varying = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1]
-        g = g.assign(
-            x=g[x].astype(float),
-            label=[method_label(m, p) for m, p in zip(g["method"], g["method_params"])],
-            curve=[curve_key(method, p, varying) for p in g["method_params"]],
-        )
-        g = g[np.isfinite(g["x"])]
-        for curve, c in g.groupby("curve", sort=True):
-            c = c.sort_values(["x", "label"], kind="stable")
-            out[curve] = c[["method", "x", "median", "lo", "hi", "label"]].reset_index(drop=True)
-    return out
+    cols = ["method", "x", "median", "lo", "hi", "label"]
+    return {c: pd.DataFrame(v)[cols] for c, v in _curves(pareto_points(summary, fits), metric, x).items()}
 
 
 def _chance_band(ax, summary: pd.DataFrame, metric: str, horizontal: bool = True) -> None:
@@ -148,12 +161,12 @@ def _grid(width: float, height: float, rows: int, cols: int, *, left: float, rig
 
 
 def _log_x(ax) -> None:
-    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+    from matplotlib.ticker import LogLocator, NullLocator, StrMethodFormatter
 
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())  # minor ticks cost a line each and say nothing here
 
 
 def _metric_reason(summary: pd.DataFrame, metric: str) -> str | None:
@@ -174,17 +187,18 @@ def pareto_figure(summary: pd.DataFrame, fits: pd.DataFrame, title: str):
     layout = _grid(10, height, rows, 2, left=0.75, right=0.25, top=0.8, bottom=0.6 + foot, hgap=0.55, wgap=0.7)
     fig, axes = plt.subplots(rows, 2, figsize=(10, height), squeeze=False, gridspec_kw=layout)
     handles: dict[str, object] = {}
+    points = pareto_points(summary, fits)
     for i, metric in enumerate(metrics):
         hib = bool(summary.loc[summary["metric"] == metric, "higher_is_better"].iloc[0])
         for j, (x, xlabel) in enumerate((("l0", "L0 (active directions per sample)"), ("fvu", "FVU"))):
             ax = axes[i, j]
             ax.set_title(f"{metric} {'↑' if hib else '↓'}", loc="left")
             _chance_band(ax, summary, metric)
-            series = pareto_series(summary, fits, metric, x)
             xs = []
             styles: dict[str, int] = {}
-            for curve, pts in series.items():
-                method = pts["method"].iloc[0]
+            for curve, recs in _curves(points, metric, x).items():
+                pts = {k: np.array([r[k] for r in recs]) for k in ("x", "median", "lo", "hi")}
+                method = recs[0]["method"]
                 nth = styles[method] = styles.get(method, -1) + 1
                 yerr = np.vstack([pts["median"] - pts["lo"], pts["hi"] - pts["median"]])
                 line = ax.errorbar(
@@ -194,7 +208,7 @@ def pareto_figure(summary: pd.DataFrame, fits: pd.DataFrame, title: str):
                     color=method_color(method),
                     marker="osD^v"[nth % 5],
                     ms=5,
-                    lw=1.4 if len(pts) > 1 else 0,
+                    lw=1.4 if len(recs) > 1 else 0,
                     ls=("-", "--", ":", "-.")[nth % 4],
                     elinewidth=0.9,
                     capsize=2,
@@ -329,15 +343,13 @@ def build_plots(
     expected = [p.with_suffix(f".{f}") for d in written.values() for p in d.values() for f in formats]
     if stamp.exists() and stamp.read_text() == digest and all(p.exists() for p in expected):
         return written  # the same tables were already drawn: figures are a function of them
-    if reuse is not None and (Path(reuse) / stamp.name).exists():
-        sources = [Path(reuse) / p.name for p in expected]
-        if (Path(reuse) / stamp.name).read_text() == digest and all(p.exists() for p in sources):
-            import shutil
+    if reuse is not None and reusable(Path(reuse), digest, [p.name for p in expected]):
+        import shutil
 
-            for src, dst in zip(sources, expected):
-                shutil.copyfile(src, dst)
-            stamp.write_text(digest)
-            return written
+        for dst in expected:
+            shutil.copyfile(Path(reuse) / dst.name, dst)
+        stamp.write_text(digest)
+        return written
     summary = summarise(scores)
     with plt.rc_context(_RC):
         for task, g in summary.groupby(TASK_KEYS, sort=True):
@@ -353,6 +365,21 @@ def build_plots(
             save_figure(scores_figure(s_task, g, title), dist, formats)
     stamp.write_text(digest)
     return written
+
+
+def reusable(folder: Path, digest: str, names: list[str]) -> bool:
+    """``folder`` holds figures ``names`` drawn from the tables of ``digest``."""
+    stamp = Path(folder) / ".tables.sha256"
+    return stamp.exists() and stamp.read_text() == digest and all((Path(folder) / n).exists() for n in names)
+
+
+def figures_ready(
+    scores: pd.DataFrame, fits: pd.DataFrame, folder: Path, formats: tuple[str, ...] = PLOT_FORMATS
+) -> bool:
+    """Whether ``folder`` already holds every figure of these tables in ``formats``."""
+    slugs = [task_slug(t) for t in scores[TASK_KEYS].drop_duplicates().itertuples(index=False, name=None)]
+    names = [f"{slug}__{kind}.{f}" for slug in slugs for kind in ("pareto", "scores") for f in formats]
+    return reusable(folder, _tables_digest(scores, fits, formats), names)
 
 
 def _tables_digest(scores: pd.DataFrame, fits: pd.DataFrame, formats: tuple[str, ...]) -> str:

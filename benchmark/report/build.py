@@ -89,7 +89,7 @@ def _direction_scores(scores: pd.DataFrame, task: tuple, method: str, params: st
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write the report of ``run_dir`` into ``out_dir`` (default ``run_dir/report``); returns index.html."""
-    from benchmark.plots import build_plots
+    from benchmark.plots import PLOT_FORMATS, build_plots, figures_ready
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "report"
@@ -101,7 +101,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 
     out.mkdir(parents=True, exist_ok=True)
     _copy(HERE / "static" / "style.css", out / "static" / "style.css")
-    plots = build_plots(scores, fits, out / "plots", reuse=run_dir / "plots")
+    # the run's own figures are copied when they match these tables; else PNGs only are drawn (half the time)
+    formats = PLOT_FORMATS if figures_ready(scores, fits, run_dir / "plots") else ("png",)
+    plots = build_plots(scores, fits, out / "plots", formats=formats, reuse=run_dir / "plots")
 
     tasks_ctx = []
     for table in boards.tasks:
@@ -123,6 +125,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
                 "links": {f"{m}\0{p_}": h for (m, p_), h in links.items()},
                 "pareto": f"plots/{p['pareto'].name}" if p else None,
                 "scores": f"plots/{p['scores'].name}" if p else None,
+                "svg": "svg" in formats,
             }
         )
     html = env.get_template("index.html").render(
