@@ -210,6 +210,9 @@ class ShapesCNNUntrained(_CNNAdapter):
     name = "shapes_cnn_untrained"
     stem_stride = 2
 
+    def __init__(self, width: int = 16, seed: int = 0, input_size: int = 0) -> None:
+        super().__init__(width=width, seed=seed, input_size=input_size)
+
 
 class ShapesCNN(_TrainedCNN):
     """Small CNN trained to classify the shape in ``shapes`` images (6 classes), trained on first use.
@@ -230,6 +233,9 @@ class ShapesCNN(_TrainedCNN):
         self.image_size, self.target = image_size, target
         self.n_classes = len(FACTORS[target])
         kwargs.setdefault("input_size", image_size)
+        # defaults measured: 95.9% held-out shape accuracy (width 16, 12,000 images, 3 epochs, batch 32)
+        for key, value in (("width", 16), ("n_train", 12000), ("epochs", 3), ("batch_size", 32)):
+            kwargs.setdefault(key, value)
         super().__init__(*args, **kwargs)
 
     def training_data(self, identity_only: bool = False):

@@ -45,7 +45,7 @@ def test_other_training_parameters_are_another_cache_entry(tmp_path):
 
 def test_untrained_controls_share_the_architecture(tmp_path):
     with using_cache(Cache(tmp_path / "cache")):
-        trained = ShapesCNN(image_size=16, **{**TINY, "width": 32, "epochs": 1, "n_train": 32})
+        trained = ShapesCNN(image_size=16, **{**TINY, "width": 16, "epochs": 1, "n_train": 32})
     control = ShapesCNNUntrained()
     shapes = {k: v.shape for k, v in control.net.state_dict().items()}
     assert shapes == {k: v.shape for k, v in trained.net.state_dict().items()}
