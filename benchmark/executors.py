@@ -282,18 +282,15 @@ class RayExecutor(Executor):
         extract = task.options(**self.stage_options("activations", gpu, largest), name="interpbench:activations")
         fit_score = task.options(**self.stage_options("cell", gpu, largest), name="interpbench:cell")
         spec_ref = ray.put(spec)
-        pending: list[Any] = []
         try:
             tasks = runner.tasks()
             needed = sorted({tasks.index(cell.task) for cell in cells})
             acts = {
                 t: [extract.remote(spec_ref, "activations", t, split) for split in ("fit", "probe")] for t in needed
             }
-            pending = [r for refs in acts.values() for r in refs]
             cell_refs = [
                 fit_score.remote(spec_ref, "cell", i, None, *acts[tasks.index(c.task)]) for i, c in zip(indices, cells)
             ]
-            pending += cell_refs
             for t, refs in acts.items():
                 for ref, split in zip(refs, ("fit", "probe")):
                     out = _get(ray, ref, f"activations of {tasks[t].label} ({split})")
@@ -303,10 +300,10 @@ class RayExecutor(Executor):
                 out = _get(ray, ref, cell.label)
                 runner.cache.records.extend(StageRecord(**r) for r in out["records"])
                 yield out["result"]
-            pending = []
         finally:
-            for ref in pending:
-                ray.cancel(ref, force=False)
+            # tasks still running after an error are left to finish (their stages land in the
+            # cache for the next run) or stop with a local cluster: ray.cancel races with task
+            # completion in Ray's core worker and can abort the driver (ray-project/ray#54846)
             (root / marker).unlink(missing_ok=True)
 
 
