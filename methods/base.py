@@ -125,7 +125,7 @@ class LinearBasis(Basis):
         if self.encoder is None:
             self.encoder = self.directions
         if self.bias is None:
-            self.bias = torch.zeros(self.directions.shape[1], dtype=self.directions.dtype)
+            self.bias = torch.zeros(self.directions.shape[1], dtype=self.directions.dtype, device=self.directions.device)
 
     def encode(self, acts: Tensor) -> Tensor:
         return (acts - self.bias) @ self.encoder.T
