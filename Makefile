@@ -22,7 +22,11 @@ quick: venv
 
 test: venv system
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not ray"
+	@# Ray's own task-state race (ray-project/ray#54846) can kill a driver process without a
+	@# summary: the Ray tests run in a process of their own and, if that process fails, once more.
+	$(BIN)/python -m pytest -q -m ray || { echo "Ray tests failed; running them once more"; \
+	  $(BIN)/python -m pytest -q -m ray; }
 
 lint: venv
 	$(BIN)/ruff check .

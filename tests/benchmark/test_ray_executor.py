@@ -25,6 +25,10 @@ from benchmark.executors import (
 )
 from benchmark.runner import LocalExecutor, Runner
 
+# run in a pytest process of their own by `make test` (see the Makefile): a crash inside Ray
+# itself then cannot take the rest of the suite with it
+pytestmark = pytest.mark.ray
+
 TINY = """
 name = "tiny_ray"
 seeds = [0]
