@@ -202,6 +202,16 @@ def orient_by_skew(directions: Tensor, codes: Tensor) -> Tensor:
     return sign
 
 
+def checked_sample(store: ActivationStore, where: str, seed: int, max_rows: int = 16_384) -> Tensor:
+    """A seeded sample ``[m, d]`` (``m <= max_rows``) of the store's rows; a :class:`UserError`
+    naming ``where`` when the layer is constant (zero variance: nothing to fit)."""
+    sample = store.load(max_rows=min(store.n, max_rows), seed=seed)
+    centred_var = float(((sample - sample.mean(0)) ** 2).sum(1).mean())
+    if centred_var <= 1e-12 * max(float((sample**2).sum(1).mean()), 1e-30):
+        raise UserError(f"{where}: the activations have zero variance (a constant layer); nothing to fit")
+    return sample
+
+
 def unit_rows(x: Tensor, eps: float = 1e-12) -> Tensor:
     """Rows of ``x [k, d]`` scaled to unit L2 norm."""
     return x / x.norm(dim=1, keepdim=True).clamp_min(eps)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from benchmark.errors import UserError
-from methods.base import Basis, Method, resolve_k, unit_rows
+from methods.base import Basis, Method, checked_sample, resolve_k, unit_rows
 
 ACTIVATIONS = ("relu", "topk", "jumprelu")
 
@@ -191,10 +191,7 @@ class _SAEMethod(Method):
             k = resolve_k(self.n_latents, store.d, self.expansion)
         except UserError as err:
             raise UserError(f"{where}: {err}") from None
-        sample = store.load(max_rows=min(store.n, 16_384), seed=seed)
-        centred_var = float(((sample - sample.mean(0)) ** 2).sum(1).mean())
-        if centred_var <= 1e-12 * max(float((sample**2).sum(1).mean()), 1e-30):
-            raise UserError(f"{where}: the activations have zero variance (a constant layer); nothing to fit")
+        sample = checked_sample(store, where, seed)
         scale = math.sqrt(store.d / float((sample**2).sum(1).mean()))
         gen = torch.Generator().manual_seed(seed)
         w_dec = unit_rows(torch.randn(k, store.d, generator=gen))

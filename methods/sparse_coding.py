@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from benchmark.errors import UserError
-from methods.base import Basis, Method, resolve_k, unit_rows
+from methods.base import Basis, Method, checked_sample, resolve_k, unit_rows
 
 
 def lipschitz(gram: Tensor, iters: int = 30) -> float:
@@ -170,10 +170,7 @@ class SparseCoding(Method):
             k = resolve_k(self.n_components, store.d, self.expansion)
         except UserError as err:
             raise UserError(f"{where}: {err}") from None
-        sample = store.load(max_rows=min(store.n, 16_384), seed=seed)
-        centred_var = float(((sample - sample.mean(0)) ** 2).sum(1).mean())
-        if centred_var <= 1e-12 * max(float((sample**2).sum(1).mean()), 1e-30):
-            raise UserError(f"{where}: the activations have zero variance (a constant layer); nothing to fit")
+        checked_sample(store, where, seed)
         for name in ("epochs", "batch_size", "fista_iters", "encode_iters"):
             if getattr(self, name) < 1:
                 raise UserError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
