@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# never read or write the user's stage cache: one fresh cache for the whole test session
+os.environ["INTERPBENCH_CACHE"] = tempfile.mkdtemp(prefix="interpbench-test-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 
