@@ -56,6 +56,8 @@ class TaskSpec:
     max_samples: int | None = None
     #: how conv maps become vectors: "mean" or "max" over space
     spatial: str = "mean"
+    #: held-out samples for downstream fidelity (accuracy / loss recovered); 0 turns it off
+    fidelity_samples: int = 256
 
 
 @dataclass(frozen=True)

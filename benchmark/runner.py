@@ -247,6 +247,7 @@ class Runner:
             "params": method.params(),
             "version": type(method).version,
             "seed": cell.seed,
+            "fidelity_samples": cell.task.spec.fidelity_samples,
         }
         return method, parts
 
@@ -272,9 +273,12 @@ class Runner:
             seconds = time.perf_counter() - start
             basis.stats.update(compute_stats(basis, ActivationStore.open(probe_path), device=self.device))
             basis.stats.update(fit_seconds=seconds, n_fit=len(fit_idx))
-            if basis.has_decoder and hasattr(model, "fidelity"):
+            n_fid = task.spec.fidelity_samples
+            if n_fid > 0 and basis.has_decoder and hasattr(model, "fidelity"):
                 # downstream fidelity: splice the reconstruction back into the model (held-out samples)
-                basis.stats.update(model.fidelity(basis, task.layer, samples, probe_idx, device=self.device))
+                rng = np.random.default_rng(task.spec.split_seed)
+                fid_idx = np.sort(probe_idx[rng.permutation(len(probe_idx))[:n_fid]])
+                basis.stats.update(model.fidelity(basis, task.layer, samples, fid_idx, device=self.device))
             basis.save(tmp)
 
         basis_path = self.cache.get_or_compute("basis", basis_parts, fit)
