@@ -100,7 +100,10 @@ class TorchImageModel(ModelAdapter):
         return [n for n, m in self.net.named_modules() if n and not isinstance(m, nn.Sequential | nn.ModuleList)]
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "spatial": self.spatial, "weights": weights_hash(self.net)}
+        # the weights are fixed once the adapter is built: hash them once
+        if "_weights_hash" not in self.__dict__:
+            self._weights_hash = weights_hash(self.net)
+        return {"name": self.name, "spatial": self.spatial, "weights": self._weights_hash}
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[1] != self.channels:
