@@ -601,7 +601,7 @@ def _curve(df: pd.DataFrame, x: str, fixed: str, value: float, path, title: str)
     import matplotlib.pyplot as plt
 
     sub = df[(df[fixed] == value) & (df["status"] == "ok")]
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(10.0, 4.2))
     for (data, metric), g in sub.groupby(["data", "metric"], sort=True):
         g = g.sort_values(x)
         ax.plot(g[x], g["auc_relevant"], marker="o", label=f"{data}: {metric}")
@@ -611,7 +611,7 @@ def _curve(df: pd.DataFrame, x: str, fixed: str, value: float, path, title: str)
     ax.set_ylabel("ROC AUC, oracle vs random")
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
-    ax.legend(fontsize=6, loc="lower left")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
