@@ -31,6 +31,10 @@ from metrics.features import GramSimilarity, image_batches
 _MAX_DEFAULT_LAYERS = 5
 
 
+#: smaller images are upsampled to this size when the model runs at the images' own size
+MIN_NATIVE_SIZE = 64
+
+
 def build_adapter(model: str) -> Any:
     """The registered model adapter ``model`` (``"prefix:NAME"`` passes ``name=NAME``)."""
     name, _, rest = model.partition(":")
@@ -211,7 +215,16 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
         adapter.net.to(device)
         return torch.cat(
             [
-                perceptual_embedding(feature_maps(adapter, images.to(device), layers)).cpu()
+                perceptual_embedding(feature_maps(adapter, self._large_enough(images).to(device), layers)).cpu()
                 for images in image_batches(stimuli, idx)
             ]
+        )
+
+    def _large_enough(self, images: Tensor) -> Tensor:
+        """Images ``[b, C, h, w]`` upsampled to at least ``MIN_NATIVE_SIZE`` when they run at their own
+        size (a 28-px Fashion-MNIST image would shrink below a deep model's kernels)."""
+        if self.image_size is not None or min(images.shape[-2:]) >= MIN_NATIVE_SIZE:
+            return images
+        return torch.nn.functional.interpolate(
+            images, size=(MIN_NATIVE_SIZE, MIN_NATIVE_SIZE), mode="bilinear", align_corners=False
         )

@@ -80,3 +80,15 @@ def test_default_model_is_skipped_with_a_reason_or_runs():
     codes = np.random.default_rng(0).standard_normal((40, 3)).astype(np.float32)
     score = metric.score(TopExamples(stimuli, rank_codes(codes, 8)))
     assert np.isfinite(score).all() and (score <= 0).all()
+
+
+def test_small_grayscale_images_are_upsampled_for_a_deep_model():
+    """A 28-px grayscale set (Fashion-MNIST size) gives the same features as the images
+    upsampled to MIN_NATIVE_SIZE by hand, instead of a kernel-size error deep in EfficientNet."""
+    from metrics.perceptual import MIN_NATIVE_SIZE
+
+    images = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    metric = PerceptualConsistency()
+    big = torch.nn.functional.interpolate(images, size=(MIN_NATIVE_SIZE,) * 2, mode="bilinear", align_corners=False)
+    assert torch.equal(metric._large_enough(images), big)
+    assert torch.equal(metric._large_enough(big), big)  # large enough already: untouched
