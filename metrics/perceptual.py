@@ -31,10 +31,6 @@ from metrics.features import GramSimilarity, image_batches
 _MAX_DEFAULT_LAYERS = 5
 
 
-#: smaller images are upsampled to this size when the model runs at the images' own size
-MIN_NATIVE_SIZE = 64
-
-
 def build_adapter(model: str) -> Any:
     """The registered model adapter ``model`` (``"prefix:NAME"`` passes ``name=NAME``)."""
     name, _, rest = model.partition(":")
@@ -221,10 +217,10 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
         )
 
     def _large_enough(self, images: Tensor) -> Tensor:
-        """Images ``[b, C, h, w]`` upsampled to at least ``MIN_NATIVE_SIZE`` when they run at their own
-        size (a 28-px Fashion-MNIST image would shrink below a deep model's kernels)."""
-        if self.image_size is not None or min(images.shape[-2:]) >= MIN_NATIVE_SIZE:
+        """Images ``[b, C, h, w]`` upsampled to the model's ``min_input_size`` (when it declares one)
+        if they run at their own size: a 28-px Fashion-MNIST image would shrink below
+        EfficientNet's 5x5 kernels."""
+        least = getattr(self.adapter(), "min_input_size", 0)
+        if self.image_size is not None or min(images.shape[-2:]) >= least:
             return images
-        return torch.nn.functional.interpolate(
-            images, size=(MIN_NATIVE_SIZE, MIN_NATIVE_SIZE), mode="bilinear", align_corners=False
-        )
+        return torch.nn.functional.interpolate(images, size=(least, least), mode="bilinear", align_corners=False)

@@ -100,6 +100,9 @@ class EfficientNetLite0(TorchImageModel):
     channels = 3
     n_classes = 1000
 
+    #: smallest image side the network takes (its static padding is sized for 224-px inputs)
+    min_input_size = 64
+
     def __init__(self, weights: str | None = None, normalisation: str = "tf", input_size: int = 224) -> None:
         if normalisation not in NORMALISATIONS:
             raise UserError(f"efficientnet_lite0: unknown normalisation {normalisation!r} (valid: tf, imagenet)")

@@ -83,12 +83,27 @@ def test_default_model_is_skipped_with_a_reason_or_runs():
 
 
 def test_small_grayscale_images_are_upsampled_for_a_deep_model():
-    """A 28-px grayscale set (Fashion-MNIST size) gives the same features as the images
-    upsampled to MIN_NATIVE_SIZE by hand, instead of a kernel-size error deep in EfficientNet."""
-    from metrics.perceptual import MIN_NATIVE_SIZE
-
+    """A 28-px grayscale set (Fashion-MNIST size) is upsampled to the model's min_input_size
+    (EfficientNet: 64) instead of failing on a kernel larger than its feature map; models that
+    declare no minimum, and large enough images, are left alone."""
     images = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     metric = PerceptualConsistency()
-    big = torch.nn.functional.interpolate(images, size=(MIN_NATIVE_SIZE,) * 2, mode="bilinear", align_corners=False)
+    if metric.skip_reason(Shapes(n=4, size=32)) is not None:
+        pytest.skip("EfficientNet-Lite0 weights not installed")
+    least = metric.adapter().min_input_size
+    big = torch.nn.functional.interpolate(images, size=(least, least), mode="bilinear", align_corners=False)
     assert torch.equal(metric._large_enough(images), big)
-    assert torch.equal(metric._large_enough(big), big)  # large enough already: untouched
+    assert torch.equal(metric._large_enough(big), big)
+    assert metric.raw_features(_Gray28(), np.arange(3)).shape[0] == 3
+    assert torch.equal(PerceptualConsistency(model="shapes_cnn_untrained")._large_enough(images), images)
+
+
+class _Gray28(Shapes):
+    """Three grayscale 28-px images."""
+
+    def __init__(self) -> None:
+        super().__init__(n=3, size=28)
+        self.provides = frozenset({"images", "labels"})
+
+    def images(self, idx):
+        return super().images(idx).mean(dim=1, keepdim=True)
