@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmark.data.base import StimulusSet
-from benchmark.data.images import _fingerprint, list_images, load_folder_cached, to_float
+from benchmark.data.images import _fingerprint, list_images, load_folder_cached, read_rows, to_float
 from benchmark.errors import UserError
 
 DEFAULT_ROOT = "/usr/share/openclipart/png"
@@ -143,11 +143,7 @@ class Clipart(StimulusSet):
 
     def images_uint8(self, idx: np.ndarray) -> np.ndarray:
         """Images ``[m, 3, size, size]`` uint8."""
-        rows = self._rows[np.asarray(idx, dtype=np.int64)]
-        order = np.argsort(rows, kind="stable")  # read the memory map in file order
-        out = np.empty((len(rows), 3, self.size, self.size), dtype=np.uint8)
-        out[order] = self._images[rows[order]]
-        return out
+        return read_rows(self._images, self._rows[np.asarray(idx, dtype=np.int64)])
 
     def images(self, idx: np.ndarray) -> torch.Tensor:
         """Images ``[m, 3, size, size]`` float32 in [0, 1]."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from benchmark.data.base import StimulusSet
-from benchmark.data.images import _fingerprint, list_images, load_folder_cached, to_float
+from benchmark.data.images import _fingerprint, list_images, load_folder_cached, read_rows, to_float
 from benchmark.errors import UserError
 
 
@@ -95,11 +95,7 @@ class ImageFolder(StimulusSet):
         }
 
     def images_uint8(self, idx: np.ndarray) -> np.ndarray:
-        idx = np.asarray(idx, dtype=np.int64)
-        order = np.argsort(idx, kind="stable")
-        out = np.empty((len(idx), 3, self.size, self.size), dtype=np.uint8)
-        out[order] = self._images[idx[order]]
-        return out
+        return read_rows(self._images, idx)
 
     def images(self, idx: np.ndarray) -> torch.Tensor:
         """Images ``[m, 3, size, size]`` float32 in [0, 1]."""

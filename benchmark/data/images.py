@@ -202,6 +202,15 @@ def load_folder_cached(
     return np.load(path / "images.npy", mmap_mode="r"), index["kept"], skipped, int(index["n_gray"])
 
 
+def read_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``images[rows]`` (``[m, ...]``) from a memory-mapped ``[n, ...]`` array, read in file order."""
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((len(rows), *images.shape[1:]), dtype=images.dtype)
+    out[order] = images[rows[order]]
+    return out
+
+
 def to_float(images_uint8: np.ndarray) -> torch.Tensor:
     """``[m, C, H, W]`` uint8 -> float32 tensor in [0, 1]."""
     return torch.from_numpy(np.multiply(images_uint8, np.float32(1 / 255), dtype=np.float32))
