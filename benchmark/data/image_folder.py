@@ -118,7 +118,7 @@ class ImageFolder(StimulusSet):
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _CIFAR_MISSING = (
     "cifar10: no CIFAR-10 files under {root} (expected cifar-10-batches-py/ or cifar-10-batches-bin/; "
-    "torchvision.datasets.CIFAR10(root, download=True) fetches them on a machine with internet)"
+    "torchvision's CIFAR10 dataset class, with downloading enabled, fetches them on a machine with internet)"
 )
 
 
