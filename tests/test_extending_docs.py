@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +17,28 @@ DOC = REPO / "docs" / "extending.md"
 
 def blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+def run_config(config: Path, results: Path, env: dict) -> pd.DataFrame:
+    """``interpbench run --config CONFIG`` in a subprocess with ``env``; the run's scores table."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmark.cli",
+            "run",
+            "--config",
+            str(config),
+            "--results-dir",
+            str(results),
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    return pd.read_parquet(next((results / "runs").iterdir()) / "scores.parquet")
 
 
 TASK = """
@@ -43,24 +66,7 @@ def test_doc_examples_run_and_appear_in_results(tmp_path):
         config_snippet.split("\n[[")[0] + "\n" + TASK + "\n[[" + "\n[[".join(config_snippet.split("\n[[")[1:])
     )
     env = {"PYTHONPATH": str(tmp_path), "INTERPBENCH_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmark.cli",
-            "run",
-            "--config",
-            str(tmp_path / "ext.toml"),
-            "--results-dir",
-            str(tmp_path / "r"),
-            "--quiet",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    scores = pd.read_parquet(next((tmp_path / "r" / "runs").iterdir()) / "scores.parquet")
+    scores = run_config(tmp_path / "ext.toml", tmp_path / "r", env)
     assert set(scores["method"]) == {"top_variance_units"}
     assert set(scores["metric"]) == {
         "brightness_consistency[consistency]",
@@ -100,23 +106,6 @@ def test_entry_point_package_is_discovered(tmp_path):
     assert re.search(r"ep_brightness .*entry point my-pkg", listed.stdout)
     cfg = TASK + '\n[[methods]]\nname = "ep_units"\n\n[[metrics]]\nname = "ep_brightness"\n'
     (tmp_path / "ep.toml").write_text(cfg)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmark.cli",
-            "run",
-            "--config",
-            str(tmp_path / "ep.toml"),
-            "--results-dir",
-            str(tmp_path / "r"),
-            "--quiet",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    scores = pd.read_parquet(next((tmp_path / "r" / "runs").iterdir()) / "scores.parquet")
+    scores = run_config(tmp_path / "ep.toml", tmp_path / "r", env)
     assert set(scores["method"]) == {"ep_units"} and set(scores["metric"]) == {"ep_brightness[consistency]"}
     assert (scores["status"] == "ok").all()
