@@ -22,6 +22,7 @@ from benchmark.data.base import StimulusSet
 from benchmark.data.tokens import MARK_CLOSE, MARK_OPEN
 from benchmark.errors import UserError
 from metrics.base import SimilarityMetric
+from metrics.features import CachedGather, cached_rows
 
 _PRIME = (1 << 31) - 1
 _EMPTY = np.iinfo(np.int64).max
@@ -62,8 +63,11 @@ def minhash(texts: list[str], n: int, num_hashes: int, seed: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class NgramConsistency(SimilarityMetric):
+class NgramConsistency(CachedGather, SimilarityMetric):
     """Character n-gram overlap (MinHash-estimated Jaccard) of the stimuli's texts.
+
+    Signatures are computed once per stimulus per process (:func:`metrics.features.cached_rows`)
+    and shared by every direction, protocol, chance set and grid cell.
 
     Settings (besides the protocol's):
         ngram: characters per n-gram.
@@ -84,7 +88,10 @@ class NgramConsistency(SimilarityMetric):
             )
 
     def embed(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
-        return torch.from_numpy(minhash(stimuli.texts(idx), self.ngram, self.num_hashes, self.seed))
+        def compute(missing: np.ndarray) -> Tensor:
+            return torch.from_numpy(minhash(stimuli.texts(missing), self.ngram, self.num_hashes, self.seed))
+
+        return cached_rows(f"ngram:{self.ngram}:{self.num_hashes}:{self.seed}", stimuli, idx, compute)
 
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         both_empty = (a[:, :, None, :1] == _EMPTY) & (b[:, None, :, :1] == _EMPTY)
