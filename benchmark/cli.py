@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 
 from benchmark import __version__
+from benchmark.config import EXECUTORS
 from benchmark.errors import UserError
 
 
@@ -116,8 +117,11 @@ def cmd_validate(args) -> int:
 
     start = time.perf_counter()
     study = run_study(quick=args.quick, results_run=args.results, log=lambda m: print(m, file=sys.stderr))
-    command = "interpbench validate" + (" --quick" if args.quick else "") + (
-        f" --results {args.results}" if args.results else "")
+    command = (
+        "interpbench validate"
+        + (" --quick" if args.quick else "")
+        + (f" --results {args.results}" if args.results else "")
+    )
     page = write_page(study, Path(args.out), command=command, seconds=time.perf_counter() - start)
     print(f"validity study: {page}")
     failures = check_quick(study)
@@ -164,9 +168,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--run-id", help="name of the run directory (default: config name + hash)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument(
-        "--executor", choices=["local", "ray"], help="run cells here, or as Ray tasks (default: the config's executor)"
+        "--executor",
+        choices=list(EXECUTORS),
+        help="run cells here, in worker processes here, or as Ray tasks (default: the config's executor)",
     )
-    r.add_argument("--ray-address", metavar="ADDR", help="a running Ray cluster (host:port); default starts a local one")
+    r.add_argument(
+        "--ray-address", metavar="ADDR", help="a running Ray cluster (host:port); default starts a local one"
+    )
     r.set_defaults(fn=cmd_run)
 
     ls = sub.add_parser("list", help="list registered plugins")

@@ -78,6 +78,10 @@ class PluginSpec:
         ]
 
 
+#: executor names: cells one after another here, in worker processes here, or as Ray tasks
+EXECUTORS = ("local", "processes", "ray")
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole benchmark grid."""
@@ -222,8 +226,8 @@ def validate(config: Config, ctx: _Ctx) -> None:
             raise ctx.error("plugins", f"cannot import plugin module {module!r}: {exc}") from None
     if config.device not in ("auto", "cpu") and not config.device.startswith("cuda"):
         raise ctx.error("device", f"unknown device {config.device!r} (valid: auto, cpu, cuda, cuda:N)")
-    if config.executor not in ("local", "ray"):
-        raise ctx.error("executor", f"unknown executor {config.executor!r} (valid: local, ray)")
+    if config.executor not in EXECUTORS:
+        raise ctx.error("executor", f"unknown executor {config.executor!r} (valid: {', '.join(EXECUTORS)})")
     if config.dtype not in ("float16", "float32"):
         raise ctx.error("dtype", f"must be float16 or float32, got {config.dtype!r}")
     if not config.seeds:

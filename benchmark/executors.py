@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import Config, PluginSpec, TaskSpec
+from benchmark.config import EXECUTORS, Config, PluginSpec, TaskSpec
 from benchmark.errors import UserError
 from benchmark.runner import Cell, Executor, LocalExecutor
 
@@ -49,10 +49,11 @@ DEFAULT_RESOURCES: dict[str, dict[str, float]] = {
 
 
 def make_executor(name: str, address: str | None = None, **options: Any) -> Executor:
-    """The executor called ``name``: ``"local"`` or ``"ray"``.
+    """The executor called ``name``: ``"local"``, ``"processes"`` or ``"ray"``.
 
     Args:
-        name: ``"local"`` (cells one after another in this process) or ``"ray"``.
+        name: ``"local"`` (cells one after another in this process), ``"processes"`` (worker
+            processes on this machine, :class:`ProcessExecutor`) or ``"ray"``.
         address: with ``"ray"``, an existing cluster (``"host:port"``, ``"ray://host:10001"``,
             ``"auto"``); None starts a local cluster for the run.
         options: passed to :class:`RayExecutor` (``num_cpus``, ``resources``, ``max_retries``, ...).
@@ -63,7 +64,11 @@ def make_executor(name: str, address: str | None = None, **options: Any) -> Exec
         return LocalExecutor()
     if name == "ray":
         return RayExecutor(address=address, **options)
-    raise UserError(f"unknown executor {name!r} (valid: local, ray)")
+    if name == "processes":
+        if address is not None:
+            raise UserError(f"--ray-address {address!r} needs the ray executor (--executor ray)")
+        return ProcessExecutor(**options)
+    raise UserError(f"unknown executor {name!r} (valid: {', '.join(EXECUTORS)})")
 
 
 def import_ray():
@@ -150,6 +155,35 @@ def run_stage(spec: dict[str, Any], stage: str, index: int, split: str | None = 
         "node": socket.gethostname(),
         "pid": os.getpid(),
         "seconds": time.perf_counter() - start,
+    }
+
+
+def grid_indices(runner, cells: list[Cell]) -> list[int]:
+    """Positions of ``cells`` in the runner's own grid (what a worker is told)."""
+    grid = runner.cells()
+    try:
+        return [grid.index(cell) for cell in cells]
+    except ValueError:
+        raise RuntimeError("executor map: cells must come from the runner's own grid") from None
+
+
+def grid_spec(runner) -> dict[str, Any]:
+    """What a worker needs to rebuild ``runner`` (JSON data), with a fresh marker file written
+    into the cache root so a worker can check that it sees the same cache."""
+    root = Path(runner.cache.root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the cache at {root}: {exc}") from exc
+    marker = f".run-{uuid.uuid4().hex[:12]}"
+    (root / marker).write_text("this cache is shared by the workers of a run\n")
+    return {
+        "config": config_to_data(runner.config),
+        "cache_root": str(root),
+        "only_methods": list(runner.only_methods),
+        "only_metrics": list(runner.only_metrics),
+        "marker": marker,
+        "labels": [c.label for c in runner.cells()],
     }
 
 
@@ -256,27 +290,10 @@ class RayExecutor(Executor):
     def _map_grid(self, ray, runner, cells: list[Cell]) -> Iterator[Any]:
         from benchmark.cache import StageRecord
 
-        grid = runner.cells()
-        try:
-            indices = [grid.index(cell) for cell in cells]
-        except ValueError:
-            raise RuntimeError("RayExecutor.map: cells must come from the runner's own grid") from None
+        indices = grid_indices(runner, cells)
         gpu = _wants_gpu(ray, runner.config.device, self.address)
-        root = Path(runner.cache.root)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create the cache at {root}: {exc}") from exc
-        marker = f".ray-run-{uuid.uuid4().hex[:12]}"
-        (root / marker).write_text("this cache is shared by a Ray run\n")
-        spec = {
-            "config": config_to_data(runner.config),
-            "cache_root": str(root),
-            "only_methods": list(runner.only_methods),
-            "only_metrics": list(runner.only_metrics),
-            "marker": marker,
-            "labels": [c.label for c in grid],
-        }
+        spec = grid_spec(runner)
+        root, marker = Path(spec["cache_root"]), spec["marker"]
         largest = _largest_node(ray)
         task = ray.remote(run_stage)
         extract = task.options(**self.stage_options("activations", gpu, largest), name="interpbench:activations")
@@ -305,6 +322,95 @@ class RayExecutor(Executor):
             # cache for the next run) or stop with a local cluster: ray.cancel races with task
             # completion in Ray's core worker and can abort the driver (ray-project/ray#54846)
             (root / marker).unlink(missing_ok=True)
+
+
+# -- worker processes on this machine --------------------------------------------------------
+def _init_worker(threads: int, feature_mb: int | None) -> None:
+    """Set up one worker process: its share of the CPU threads and of the feature cache."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if feature_mb is not None:
+        os.environ["INTERPBENCH_FEATURE_CACHE_MB"] = str(feature_mb)
+
+
+@dataclasses.dataclass
+class ProcessExecutor(Executor):
+    """Runs grid cells in ``workers`` processes on this machine, sharing the stage cache.
+
+    Each worker rebuilds the Runner from the config (JSON data, as Ray tasks do), keeps its
+    models, stimuli and feature cache for the cells it runs, and uses ``cpus / workers``
+    torch threads; activations are extracted first (one job per task and split), then the
+    cells run in grid order and their results come back in that order, so the tables equal
+    the local executor's. Scoring is single-threaded Python and NumPy for a large part, so two
+    workers on two cores finish a grid faster than one process with two torch threads.
+
+    Args:
+        workers: processes (default: the CPUs this process may use).
+        feature_cache_mb: each worker's feature-cache budget (default: the process-wide
+            budget, ``$INTERPBENCH_FEATURE_CACHE_MB`` or 2048, split between the workers).
+    """
+
+    workers: int | None = None
+    feature_cache_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise UserError(f"ProcessExecutor: workers must be >= 1, got {self.workers}")
+
+    def map(self, fn: Callable[[Cell], Any], cells: list[Cell]) -> Iterator[Any]:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        from benchmark.cache import StageRecord
+        from benchmark.runner import Runner
+
+        runner = getattr(fn, "__self__", None)
+        if not isinstance(runner, Runner) or getattr(fn, "__func__", None) is not Runner.run_cell:
+            raise RuntimeError("ProcessExecutor runs a Runner's grid cells only (runner.run_cell)")
+        indices = grid_indices(runner, cells)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = max(1, min(self.workers or cpus, len(cells)))
+        budget = self.feature_cache_mb
+        if budget is None:
+            budget = int(float(os.environ.get("INTERPBENCH_FEATURE_CACHE_MB", "2048")) / workers)
+        spec = grid_spec(runner)
+        root, marker = Path(spec["cache_root"]), spec["marker"]
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=get_context("spawn"),  # no fork of a process that holds torch threads
+            initializer=_init_worker,
+            initargs=(max(1, cpus // workers), budget),
+        )
+        try:
+            with _driver_path_in_env():
+                tasks = runner.tasks()
+                needed = sorted({tasks.index(cell.task) for cell in cells})
+                acts = [
+                    pool.submit(run_stage, spec, "activations", t, split) for t in needed for split in ("fit", "probe")
+                ]
+                jobs = [pool.submit(run_stage, spec, "cell", i) for i in indices]
+            for job in acts:
+                runner.cache.records.extend(StageRecord(**r) for r in _result(job)["records"])
+            for job in jobs:
+                out = _result(job)
+                runner.cache.records.extend(StageRecord(**r) for r in out["records"])
+                yield out["result"]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            (root / marker).unlink(missing_ok=True)
+
+
+def _result(job) -> dict[str, Any]:
+    """A worker job's result; its :class:`UserError` is re-raised as one (a clear line)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return job.result()
+    except UserError as exc:
+        raise UserError(str(exc)) from None
+    except BrokenProcessPool as exc:
+        raise RuntimeError(f"a worker process died (killed or out of memory?): {exc}") from None
 
 
 def _get(ray, ref, what: str) -> Any:

@@ -51,7 +51,10 @@ def load_image(
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():  # the size is checked here: PIL's own warning would repeat it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             if im.size[0] * im.size[1] > MAX_PIXELS:  # decoding would take seconds and gigabytes
                 raise ImageError(f"too large to decode: {im.size[0]} x {im.size[1]} pixels (limit {MAX_PIXELS:,})")
             im.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale when possible
