@@ -82,6 +82,25 @@ class StreamingExtremes:
 _CODES_BUDGET = 1 << 26
 
 
+def _sample_rows(basis, max_rows: int) -> int:
+    """Rows of the probe sample whose codes estimate the band limits: codes ``[rows, k]`` are
+    capped at ``_CODES_BUDGET`` values (wide SAEs use fewer rows)."""
+    return min(max_rows, max(2048, _CODES_BUDGET // max(basis.k, 1)))
+
+
+def limits_from_codes(codes: Tensor, quantiles: tuple[float, ...]) -> dict[float, tuple[Tensor, Tensor] | None]:
+    """Per-direction ``(lower, upper)`` limits ``[k]`` of each central band of ``codes [m, k]``."""
+    limits: dict[float, tuple[Tensor, Tensor] | None] = {0.0: None}
+    wanted = [q for q in quantiles if q > 0.0]
+    if not wanted:
+        return limits
+    qs = torch.tensor([x for q in wanted for x in (q, 1 - q)], device=codes.device)
+    bounds = torch.quantile(codes.float(), qs, dim=0)  # [2Q, k]
+    for i, q in enumerate(wanted):
+        limits[q] = (bounds[2 * i], bounds[2 * i + 1])
+    return limits
+
+
 @torch.no_grad()
 def band_limits(
     basis,
@@ -94,18 +113,11 @@ def band_limits(
 ) -> dict[float, tuple[Tensor, Tensor] | None]:
     """Per-direction ``(lower, upper)`` limits ``[k]`` of each central band, estimated from
     the codes of up to ``max_rows`` probe samples (exact when the probe split is smaller)."""
-    limits: dict[float, tuple[Tensor, Tensor] | None] = {0.0: None}
-    wanted = [q for q in quantiles if q > 0.0]
-    if not wanted:
-        return limits
-    # codes of the sample are [rows, k]: cap them at _CODES_BUDGET values (wide SAEs use fewer rows)
-    max_rows = min(max_rows, max(2048, _CODES_BUDGET // max(basis.k, 1)))
-    codes = torch.cat([basis.encode(x) for x in store.sample_batches(max_rows, 8192, seed=seed, device=device)]).float()
-    qs = torch.tensor([x for q in wanted for x in (q, 1 - q)], device=codes.device)
-    bounds = torch.quantile(codes, qs, dim=0)  # [2Q, k]
-    for i, q in enumerate(wanted):
-        limits[q] = (bounds[2 * i], bounds[2 * i + 1])
-    return limits
+    if not any(q > 0.0 for q in quantiles):
+        return {0.0: None}
+    rows = _sample_rows(basis, max_rows)
+    codes = torch.cat([basis.encode(x) for x in store.sample_batches(rows, 8192, seed=seed, device=device)])
+    return limits_from_codes(codes, quantiles)
 
 
 @torch.no_grad()
@@ -135,18 +147,26 @@ def top_examples(
     basis = basis.to(device)
     # a chunk's codes [b, k] and the merge buffers [k, b + n] grow with k: wide bases take smaller chunks
     batch_size = max(256, min(batch_size, (_CODES_BUDGET // 4) // max(basis.k, 1)))
-    limits = band_limits(basis, store, tuple(quantiles), seed=seed, device=device)
+    quantiles = tuple(quantiles)
+    if any(q > 0.0 for q in quantiles) and store.n <= _sample_rows(basis, 50_000):
+        # the whole probe split is the band sample: encode it once, not once per pass
+        chunks = [(basis.encode(x), len(x)) for x in store.batches(batch_size, device=device)]
+        limits = limits_from_codes(torch.cat([c for c, _ in chunks]), quantiles)
+    else:
+        limits = band_limits(basis, store, quantiles, seed=seed, device=device)
+        chunks = None
     trackers = {
         q: StreamingExtremes(basis.k, n, *(lim if lim is not None else (None, None)), device=device)
         for q, lim in limits.items()
     }
     ids = torch.from_numpy(store.ids).to(device)
     row = 0
-    for x in store.batches(batch_size, device=device):
-        codes = basis.encode(x)
+    for codes, b in (
+        chunks if chunks is not None else ((basis.encode(x), len(x)) for x in store.batches(batch_size, device=device))
+    ):
         for t in trackers.values():
-            t.update(codes, ids[row : row + len(x)])
-        row += len(x)
+            t.update(codes, ids[row : row + b])
+        row += b
     return {q: t.result(q) for q, t in trackers.items()}
 
 

@@ -232,7 +232,7 @@ class Bytes1L(LanguageModel):
     context_after: int = 4
     tokens_per_doc: int = 32
     sample_seed: int = 0
-    fidelity_tokens: int = 16384
+    fidelity_tokens: int = 4096
     trained: bool = field(default=True, init=False)
     name: str = field(default="bytes_1l", init=False)
 

@@ -92,7 +92,7 @@ def tiny(methods: str = THREE, plugins: str = "[]") -> str:
 # -- without Ray -----------------------------------------------------------------------------
 def test_make_executor_names():
     assert isinstance(make_executor("local"), LocalExecutor)
-    with pytest.raises(UserError, match=r"unknown executor 'spark' \(valid: local, ray\)"):
+    with pytest.raises(UserError, match=r"unknown executor 'spark' \(valid: local, processes, ray\)"):
         make_executor("spark")
     with pytest.raises(UserError, match="needs the ray executor"):
         make_executor("local", "10.0.0.1:6379")
