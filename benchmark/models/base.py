@@ -83,6 +83,10 @@ def pool_spatial(x: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"cannot pool activations of shape {tuple(x.shape)}")
 
 
+class _LayerReached(Exception):
+    """Raised by an extraction hook once its layer's output is captured: stops the forward."""
+
+
 class TorchImageModel(ModelAdapter):
     """Adapter for an ``nn.Module`` classifier of images, reading any named submodule by hook.
 
@@ -123,7 +127,12 @@ class TorchImageModel(ModelAdapter):
         module = dict(self.net.named_modules())[layer]
         self.net.to(device)
         captured: list[torch.Tensor] = []
-        handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out))
+
+        def capture(_m, _i, out):
+            captured.append(out)
+            raise _LayerReached  # the layers after this one are not needed
+
+        handle = module.register_forward_hook(capture)
         try:
             for start in range(0, len(idx), batch_size):
                 x = self.preprocess(samples.images(idx[start : start + batch_size]).to(device))
@@ -131,7 +140,10 @@ class TorchImageModel(ModelAdapter):
                 pooled = []
                 for s in range(0, len(x), step):
                     captured.clear()
-                    self.net(x[s : s + step])
+                    try:
+                        self.net(x[s : s + step])
+                    except _LayerReached:
+                        pass
                     pooled.append(pool_spatial(captured[0], self.spatial).float())
                 yield pooled[0] if len(pooled) == 1 else torch.cat(pooled)
         finally:

@@ -99,7 +99,7 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
     scores, fits = read_tables(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     build_leaderboards(scores, fits, out_dir / "leaderboards")
-    plots = build_plots(scores, fits, out_dir / "plots")
+    plots = build_plots(scores, fits, out_dir / "plots", reuse=run_dir / "plots")  # the run drew them already
     boards = compute_leaderboards(scores, fits)
     info = describe_run(run_dir, fits)
     env = info["environment"]
