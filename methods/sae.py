@@ -23,6 +23,8 @@ from benchmark.errors import UserError
 from methods.base import Basis, Method, checked_sample, resolve_k, unit_rows
 
 ACTIVATIONS = ("relu", "topk", "jumprelu")
+RESAMPLE_POOL = 8192  # training rows kept to draw resampling targets from
+DUPLICATE_COSINE = 0.9  # decoder rows closer than this count as one latent twice
 
 
 @dataclass
@@ -175,6 +177,8 @@ class _SAEMethod(Method):
     n_tokens: int | None = None
     lr_decay_fraction: float = 0.2
     bf16: bool = False
+    resample_until: float = 0.5
+    weak_fraction: float = 0.0
 
     def _check(self, store, where: str) -> None:
         for name in ("batch_size", "epochs"):
@@ -182,6 +186,16 @@ class _SAEMethod(Method):
                 raise UserError(f"{where}: {name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise UserError(f"{where}: lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.resample_until <= 1.0:
+            raise UserError(f"{where}: resample_until must be in [0, 1], got {self.resample_until}")
+        if not 0.0 <= self.weak_fraction < 1.0:
+            raise UserError(f"{where}: weak_fraction must be in [0, 1), got {self.weak_fraction}")
+
+    def _weak(self, energy: Tensor) -> Tensor:
+        """``[k]`` mask of the latents to resample as dead: whose summed squared activation since
+        the last check ``energy [k]`` is at most ``weak_fraction`` x the median latent's (with
+        ``weak_fraction`` 0: the latents that never fired)."""
+        return energy <= self.weak_fraction * energy.median()
 
     def _setup(self, acts, seed: int, device):
         store = self.prepare(acts)
@@ -207,7 +221,8 @@ class _SAEMethod(Method):
         total = self.epochs * steps_per_epoch
         if self.n_tokens is not None:
             total = max(1, math.ceil(self.n_tokens / self.batch_size))
-        return store, where, k, scale, gen, params, total
+        pool = (sample[:RESAMPLE_POOL] * scale).to(device)
+        return store, where, k, scale, gen, params, total, pool
 
     def _batches(self, store, seed: int, device, total: int):
         """Shuffled batches, epoch after epoch, until ``total`` steps."""
@@ -241,6 +256,53 @@ class _SAEMethod(Method):
             w_dec.grad = _project_out_parallel(w_dec.grad, w_dec)
             opt.step()
             w_dec.div_(w_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    def _reconstruct(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """The SAE's reconstruction ``[n, d]`` of ``x [n, d]`` (training scale)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _residual_targets(self, params: dict[str, Tensor], pool: Tensor, count: int, gen) -> Tensor:
+        """``[count, d]`` unit residuals ``x - x_hat`` of distinct rows of ``pool [m, d]``, drawn with
+        probability proportional to the squared loss (as Towards Monosemanticity draws inputs).
+
+        A residual points at what the dictionary misses: where a sample holds one feature that no
+        latent has learned, its residual is that feature (its input mixes it with ~L0 others)."""
+        errs = torch.cat([x - self._reconstruct(x, params) for x in pool.split(4096)])
+        losses = (errs**2).sum(dim=1)
+        probs = (losses**2).double().cpu()
+        if float(probs.sum()) <= 0:
+            probs = torch.ones_like(probs)
+        distinct = count <= int((probs > 0).sum())
+        pick = torch.multinomial(probs, count, replacement=not distinct, generator=gen).to(pool.device)
+        return unit_rows(errs[pick])
+
+    @staticmethod
+    @torch.no_grad()
+    def _reinit_rows(opt, params: dict[str, Tensor], rows: Tensor, targets: Tensor, enc_factor: float) -> None:
+        """Point latents ``rows`` at unit ``targets [len(rows), d]``: decoder row = target, encoder row =
+        target x ``enc_factor`` x the mean encoder norm of the other latents, ``b_enc`` 0, Adam state reset."""
+        others = torch.ones(params["W_enc"].shape[0], dtype=torch.bool, device=rows.device)
+        others[rows] = False
+        enc_norm = float(params["W_enc"][others].norm(dim=1).mean()) if bool(others.any()) else 1.0
+        params["W_dec"][rows] = targets
+        params["W_enc"][rows] = targets * (enc_factor * enc_norm)
+        params["b_enc"][rows] = 0.0
+        for name in ("W_enc", "W_dec", "b_enc"):
+            _reset_adam_rows(opt, params[name], rows)
+
+    @staticmethod
+    @torch.no_grad()
+    def _duplicates(w_dec: Tensor, fire_counts: Tensor, threshold: float = DUPLICATE_COSINE) -> Tensor:
+        """``[k]`` mask: the less active latent of every pair whose unit decoder rows have
+        ``|cosine| > threshold`` (ties: the higher index)."""
+        cos = (w_dec @ w_dec.T).abs().fill_diagonal_(0.0)
+        k = len(fire_counts)
+        index = torch.arange(k, device=w_dec.device)
+        more_active = (fire_counts[None, :] > fire_counts[:, None]) | (
+            (fire_counts[None, :] == fire_counts[:, None]) & (index[None, :] < index[:, None])
+        )
+        return ((cos > threshold) & more_active).any(dim=1)
 
     @staticmethod
     def _export(params: dict[str, Tensor], scale: float, **kwargs: Any) -> SAEBasis:
@@ -282,31 +344,55 @@ class L1SAE(_SAEMethod):
         resample_duplicates: also resample the less active latent of any pair whose decoder rows
             have ``|cosine| > 0.9`` (an extension of the paper's scheme: duplicates are alive, so
             they are otherwise never freed for features the dictionary misses).
+        resample_target: ``"input"`` (the paper: the drawn input minus ``b_dec``) or
+            ``"residual"`` (the drawn sample's reconstruction error, over a pool of training rows).
+        resample_until: fraction of training during which resampling happens.
+        weak_fraction: latents whose summed squared activation since the last check is at most
+            this fraction of the median latent's are resampled as dead (0: only those that never
+            fired, as in the paper).
     """
 
     l1_coefficient: float = 1.0
     resample_every: int = 500
     resample_duplicates: bool = False
+    resample_target: str = "input"
     version: ClassVar[str] = "1"
 
+    def _check(self, store, where: str) -> None:
+        super()._check(store, where)
+        if self.resample_target not in ("input", "residual"):
+            raise UserError(f"{where}: resample_target must be 'input' or 'residual', got {self.resample_target!r}")
+
     def fit(self, acts, *, seed: int, device="cpu") -> SAEBasis:
-        store, where, k, scale, gen, params, total = self._setup(acts, seed, device)
+        store, where, k, scale, gen, params, total, pool = self._setup(acts, seed, device)
         w_dec = params["W_dec"]
         opt = torch.optim.Adam(list(params.values()), lr=self.lr)
         fired = torch.zeros(k, dtype=torch.int64, device=device)
+        energy = torch.zeros(k, device=device)
         resampled = 0
         loss_value = mse_value = math.nan
         for step, x in self._batches(store, seed, device, total):
             for group in opt.param_groups:
                 group["lr"] = self._lr_at(step, total)
             x = x * scale
-            loss_value, mse_value, per_sample, fired_now = self._step(x, params, device)
+            loss_value, mse_value, per_sample, fired_now, energy_now = self._step(x, params, device)
             self._finish_step(opt, w_dec)
             fired += fired_now
+            energy += energy_now
             if self.resample_every > 0 and (step + 1) % self.resample_every == 0:
-                if step < total // 2:
-                    resampled += self._resample(opt, params, self._to_resample(fired, w_dec), x, per_sample, gen)
+                if step < total * self.resample_until:
+                    mask = self._to_resample(fired, w_dec, energy)
+                    if self.resample_target == "residual":
+                        rows = torch.nonzero(mask).flatten()
+                        if len(rows):
+                            self._reinit_rows(
+                                opt, params, rows, self._residual_targets(params, pool, len(rows), gen), 0.2
+                            )
+                        resampled += len(rows)
+                    else:
+                        resampled += self._resample(opt, params, mask, x, per_sample, gen)
                 fired.zero_()
+                energy.zero_()
         var = float(((x - x.mean(0)) ** 2).sum(1).mean())
         basis = self._export(params, scale, activation="relu")
         basis.stats.update(
@@ -318,7 +404,8 @@ class L1SAE(_SAEMethod):
     def _step(self, x: Tensor, params: dict[str, Tensor], device):
         """Forward and hand-written backward for one batch ``x [n, d]`` (five dense matmuls: the
         input gradient is never formed, ``b_dec`` gets its encoder share as ``-g_b_enc @ W_enc``).
-        Sets ``.grad`` of every parameter; returns ``(loss, mse, per-sample loss [n], fired [k])``."""
+        Sets ``.grad`` of every parameter; returns ``(loss, mse, per-sample loss [n], activations per
+        latent [k], summed squared activation per latent [k])``."""
         w_enc, b_enc, w_dec, b_dec = (params[n] for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
         n = len(x)
         x_c = x - b_dec
@@ -334,18 +421,23 @@ class L1SAE(_SAEMethod):
         w_enc.grad = grad_pre.T @ x_c
         b_enc.grad = grad_pre.sum(dim=0)
         b_dec.grad = grad_recon.sum(dim=0) - b_enc.grad @ w_enc
-        return mse + self.l1_coefficient * l1, mse, per_sample, (codes > 0).sum(dim=0)
+        return mse + self.l1_coefficient * l1, mse, per_sample, (codes > 0).sum(dim=0), (codes**2).sum(dim=0)
 
     @torch.no_grad()
-    def _to_resample(self, fire_counts: Tensor, w_dec: Tensor) -> Tensor:
-        """``[k]`` mask: latents that never fired, and (with ``resample_duplicates``) the less
+    def _to_resample(self, fire_counts: Tensor, w_dec: Tensor, energy: Tensor | None = None) -> Tensor:
+        """``[k]`` mask: latents that never fired (or are weak, see ``weak_fraction``, given the
+        summed squared activations ``energy [k]``), and (with ``resample_duplicates``) the less
         active of two latents whose decoder rows nearly coincide."""
         mask = fire_counts == 0
+        if energy is not None:
+            mask |= self._weak(energy)
         if self.resample_duplicates:
-            cos = (w_dec @ w_dec.T).abs().fill_diagonal_(0.0)
-            more_active = fire_counts[None, :] > fire_counts[:, None]
-            mask |= ((cos > 0.9) & more_active).any(dim=1)
+            mask |= self._duplicates(w_dec, fire_counts)
         return mask
+
+    def _reconstruct(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        pre = torch.addmm(params["b_enc"], x - params["b_dec"], params["W_enc"].T)
+        return torch.addmm(params["b_dec"], torch.relu(pre), params["W_dec"])
 
     @torch.no_grad()
     def _resample(self, opt, params, dead: Tensor, x: Tensor, losses: Tensor, gen) -> int:
@@ -388,12 +480,24 @@ class TopKSAE(_SAEMethod):
         aux_k: latents in the AuxK reconstruction (default ``d / 2``).
         dead_tokens: tokens without activation after which a latent counts as dead (default: a
             tenth of the training tokens, at least one batch and at most Gao et al.'s 10M).
+        resample_every: steps between checks (0, the default, as in Gao et al.: never) at which
+            latents that did not fire since the last check, and (with ``resample_duplicates``)
+            the less active of two latents whose decoder rows have ``|cosine| > 0.9``, are
+            pointed at the reconstruction errors of high-loss training rows (during the first
+            ``resample_until`` of training).
+        resample_duplicates: see ``resample_every``.
+        weak_fraction: at a check, latents whose summed squared activation since the last check
+            is at most this fraction of the median latent's are resampled too (0: only those that
+            never fired). Rarely firing, weak partial copies of frequent features are what a TopK
+            SAE wastes latents on.
     """
 
     k: int = 32
     auxk_coefficient: float = 1.0 / 32.0
     aux_k: int | None = None
     dead_tokens: int | None = None
+    resample_every: int = 0
+    resample_duplicates: bool = True
     version: ClassVar[str] = "1"
 
     def _check(self, store, where: str) -> None:
@@ -406,8 +510,11 @@ class TopKSAE(_SAEMethod):
             raise UserError(f"{where}: k must be between 1 and the number of latents ({width}), got {self.k}")
 
     def fit(self, acts, *, seed: int, device="cpu") -> SAEBasis:
-        store, where, width, scale, gen, params, total = self._setup(acts, seed, device)
+        store, where, width, scale, gen, params, total, pool = self._setup(acts, seed, device)
         opt = torch.optim.Adam(list(params.values()), lr=self.lr)
+        fired = torch.zeros(width, dtype=torch.int64, device=device)
+        energy = torch.zeros(width, device=device)
+        resampled = 0
         aux_k = self.aux_k if self.aux_k is not None else max(1, store.d // 2)
         last_fired = torch.zeros(width, dtype=torch.int64, device=device)
         window = self.dead_tokens
@@ -420,19 +527,38 @@ class TopKSAE(_SAEMethod):
                 group["lr"] = self._lr_at(step, total)
             tokens += len(x)
             dead = (tokens - last_fired) > window
-            mse, aux, active = self._step(x * scale, params, dead, aux_k, device)
+            mse, aux, idx, acts = self._step(x * scale, params, dead, aux_k, device)
             self._finish_step(opt, params["W_dec"])
-            last_fired[active] = tokens
+            last_fired[idx[acts > 0]] = tokens
             loss_value, mse_value = mse + self.auxk_coefficient * aux, mse
+            if self.resample_every > 0:
+                fired.index_add_(0, idx.reshape(-1), (acts > 0).reshape(-1).to(fired.dtype))
+                energy.index_add_(0, idx.reshape(-1), acts.reshape(-1) ** 2)
+                if (step + 1) % self.resample_every == 0:
+                    if step < total * self.resample_until:
+                        mask = self._weak(energy)
+                        if self.resample_duplicates:
+                            mask |= self._duplicates(params["W_dec"], fired)
+                        rows = torch.nonzero(mask).flatten()
+                        if len(rows):
+                            self._reinit_rows(
+                                opt, params, rows, self._residual_targets(params, pool, len(rows), gen), 1.0
+                            )
+                            last_fired[rows] = tokens
+                        resampled += len(rows)
+                    fired.zero_()
+                    energy.zero_()
         dead_now = int(((tokens - last_fired) > window).sum())
         basis = self._export(params, scale, activation="topk", topk=int(self.k))
-        basis.stats.update(final_loss=loss_value, final_train_mse=mse_value, dead_latents_at_end=dead_now)
+        basis.stats.update(
+            final_loss=loss_value, final_train_mse=mse_value, dead_latents_at_end=dead_now, resampled_latents=resampled
+        )
         return basis
 
     @torch.no_grad()
     def _step(self, x: Tensor, params: dict[str, Tensor], dead: Tensor, aux_k: int, device):
         """Forward and hand-written backward for one batch ``x [n, d]``; sets ``.grad`` of every
-        parameter and returns ``(mse, aux_loss, indices of latents that fired)``."""
+        parameter and returns ``(mse, aux_loss, active latents idx [n, k], their activations [n, k])``."""
         w_enc, b_enc, w_dec, b_dec = (params[n] for n in ("W_enc", "b_enc", "W_dec", "b_dec"))
         n, width = len(x), w_enc.shape[0]
         x_c = x - b_dec
@@ -464,8 +590,12 @@ class TopKSAE(_SAEMethod):
             g_w_dec += a_w_dec
         g_b_dec -= g_b_enc @ w_enc  # through x_c = x - b_dec
         w_enc.grad, b_enc.grad, w_dec.grad, b_dec.grad = g_w_enc, g_b_enc, g_w_dec, g_b_dec
-        fired = torch.unique(idx[acts > 0])
-        return mse, aux, fired
+        return mse, aux, idx, acts
+
+    def _reconstruct(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        pre = torch.addmm(params["b_enc"], x - params["b_dec"], params["W_enc"].T)
+        vals, idx = pre.topk(self.k, dim=1)
+        return sparse_decode(torch.relu(vals), idx, params["W_dec"]) + params["b_dec"]
 
     @staticmethod
     def _latent_grads(idx, vals, acts, grad_acts, grad_recon, x_c, width: int):

@@ -110,6 +110,18 @@ def test_l1_gradients_equal_autograd():
 
 # -- planted recovery ---------------------------------------------------------------------------
 
+# The recovery tests' settings (perf/sae_recovery.py prints the same fits per frequency third).
+N_SAMPLES = 20_000
+TOPK_SETTINGS = {"n_latents": 512, "k": 8, "lr": 2e-3, "batch_size": 128, "epochs": 20, "dead_tokens": 20_000}
+L1_SETTINGS = {
+    "n_latents": 512,
+    "l1_coefficient": 3.0,
+    "lr": 2e-3,
+    "batch_size": 64,
+    "epochs": 20,
+    "resample_every": 500,
+}
+
 
 def recovery(method, n: int, seed: int = 0):
     acts, features, _ = sparse_toy_data(n=n)
@@ -181,3 +193,36 @@ def test_dead_latents_are_reported_not_an_error():
     topk = TopKSAE(n_latents=256, k=4, batch_size=128, epochs=3, dead_tokens=1000).fit(acts, seed=0)
     assert 0 <= topk.stats["dead_latents_at_end"] <= 256
     assert torch.isfinite(topk.W_dec).all() and torch.isfinite(basis.W_dec).all()
+
+
+def test_duplicates_flag_the_less_active_of_two_near_equal_decoder_rows():
+    w_dec = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]), dim=1)
+    assert TopKSAE._duplicates(w_dec, torch.tensor([5, 9, 1])).tolist() == [True, False, False]
+    assert TopKSAE._duplicates(w_dec, torch.tensor([4, 4, 0])).tolist() == [False, True, False]  # tie: higher index
+    w_dec[1] = -w_dec[0]  # opposite signs are the same direction
+    assert TopKSAE._duplicates(w_dec, torch.tensor([9, 5, 1])).tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("cls", [TopKSAE, L1SAE])
+def test_resampling_targets_are_residuals_of_the_worst_reconstructed_rows(cls):
+    """Zero weights reconstruct every row as ``b_dec``: the rows' residuals are ``x - b_dec``, and
+    distinct targets come from the rows with loss, the largest first in probability."""
+    params = {n: torch.zeros_like(t).float() for n, t in random_params().items()}
+    params["b_dec"] = torch.ones(16)
+    pool = torch.ones(40, 16)
+    pool[3, 2] += 5.0  # residual e_2 * 5
+    pool[11, 7] -= 2.0  # residual -e_7 * 2
+    method = cls(n_latents=48, **({"k": 4} if cls is TopKSAE else {}))
+    targets = method._residual_targets(params, pool, 2, torch.Generator().manual_seed(0))
+    expected = {(2, 1.0), (7, -1.0)}
+    assert {(int(t.abs().argmax()), float(t[t.abs().argmax()])) for t in targets} == expected
+
+
+def test_topk_resampling_moves_duplicate_latents_and_keeps_unit_decoder_rows():
+    acts, _, _ = sparse_toy_data(n=3000, d=16, m=24)
+    method = TopKSAE(
+        n_latents=64, k=3, batch_size=128, epochs=4, resample_every=20, resample_until=0.8, weak_fraction=0.5
+    )
+    basis = method.fit(acts, seed=0)
+    assert basis.stats["resampled_latents"] > 0  # half the latents are below half the median energy
+    torch.testing.assert_close(basis.W_dec.norm(dim=1) * basis.W_dec.norm(dim=1)[0] ** -1, torch.ones(64))
