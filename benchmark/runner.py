@@ -288,7 +288,9 @@ class Runner:
         metrics = self.metrics()
         n_top = max([m.needs()[0] for _, _, m in metrics], default=16)
         quantiles = tuple(sorted({q for _, _, m in metrics for q in m.needs()[1]} | {0.0}))
-        top_parts = {"basis": basis_key, "probe": probe_key, "n": n_top, "quantiles": quantiles}
+        # the seed draws the tie-breaking keys (and the band sample of a large probe split)
+        top_parts = {"basis": basis_key, "probe": probe_key, "n": n_top, "quantiles": quantiles, "seed": cell.seed,
+                     "ties": "random"}  # fmt: skip
 
         def topk(tmp: Path) -> None:
             bands = top_examples(

@@ -15,8 +15,23 @@ from benchmark.errors import UserError
 from metrics.base import Ranked
 
 
+def tie_keys(codes: Tensor, jitter: Tensor) -> Tensor:
+    """Ranking keys ``[k, b]`` (float64) of ``codes [b, k]`` with ties broken by ``jitter [b]``
+    in ``[0, 1)``: each value moves by less than half the float32 spacing at that value, so
+    distinct values keep their order and equal values (a dead direction's zeros, a sparse
+    code's floor) are ordered by the jitter instead of by their position in the store."""
+    vals = codes.T.float()
+    spacing = (torch.nextafter(vals, torch.full_like(vals, torch.inf)) - vals).double()
+    return vals.double() + (jitter.double()[None, :] - 0.5) * 0.49 * spacing
+
+
 class StreamingExtremes:
     """Running top-``n`` and bottom-``n`` codes per direction, optionally within a band.
+
+    Equal codes are ranked by a seeded random key per sample (see :func:`tie_keys`), so where a
+    direction's extremes are ties (a dead latent, a sparse code with fewer than ``n`` active
+    samples) the tied samples are a random draw, never a run of neighbouring samples whose
+    shared document or label would look like a coherent concept.
 
     Args:
         k: number of directions.
@@ -34,33 +49,46 @@ class StreamingExtremes:
     ) -> None:
         self.n = n
         self.lower, self.upper = lower, upper
+        self.top_key = torch.full((k, 0), -torch.inf, dtype=torch.float64, device=device)
         self.top_val = torch.full((k, 0), -torch.inf, device=device)
         self.top_id = torch.zeros((k, 0), dtype=torch.long, device=device)
+        self.bot_key = torch.full((k, 0), torch.inf, dtype=torch.float64, device=device)
         self.bot_val = torch.full((k, 0), torch.inf, device=device)
         self.bot_id = torch.zeros((k, 0), dtype=torch.long, device=device)
         self.count = torch.zeros(k, dtype=torch.long, device=device)
 
-    def update(self, codes: Tensor, ids: Tensor) -> None:
-        """Merge a chunk: ``codes [b, k]``, ``ids [b]`` (sample indices)."""
-        vals = codes.T.float()  # [k, b]
+    def update(self, codes: Tensor, ids: Tensor, jitter: Tensor | None = None) -> None:
+        """Merge a chunk: ``codes [b, k]``, ``ids [b]`` (sample indices), ``jitter [b]`` in
+        ``[0, 1)`` (tie-breaking keys; default: a hash of the ids)."""
+        if jitter is None:
+            jitter = ((ids.double() * 0.6180339887498949) % 1.0).to(codes.device)
+        keys = tie_keys(codes, jitter)  # [k, b]
+        vals = codes.T.float()
         ids_k = ids[None, :].expand_as(vals)
         if self.lower is not None:
             inside = (vals >= self.lower[:, None]) & (vals <= self.upper[:, None])
             self.count += inside.sum(dim=1)
-            top_in = torch.where(inside, vals, -torch.inf)
-            bot_in = torch.where(inside, vals, torch.inf)
+            top_in = torch.where(inside, keys, -torch.inf)
+            bot_in = torch.where(inside, keys, torch.inf)
         else:
             self.count += vals.shape[1]
-            top_in = bot_in = vals
-        self.top_val, self.top_id = self._merge(self.top_val, self.top_id, top_in, ids_k, largest=True)
-        self.bot_val, self.bot_id = self._merge(self.bot_val, self.bot_id, bot_in, ids_k, largest=False)
+            top_in = bot_in = keys
+        self.top_key, self.top_val, self.top_id = self._merge(
+            self.top_key, self.top_val, self.top_id, top_in, vals, ids_k, largest=True
+        )
+        self.bot_key, self.bot_val, self.bot_id = self._merge(
+            self.bot_key, self.bot_val, self.bot_id, bot_in, vals, ids_k, largest=False
+        )
 
-    def _merge(self, val: Tensor, idx: Tensor, new_val: Tensor, new_idx: Tensor, largest: bool):
+    def _merge(
+        self, key: Tensor, val: Tensor, idx: Tensor, new_key: Tensor, new_val: Tensor, new_idx: Tensor, largest: bool
+    ):
+        k = torch.cat([key, new_key], dim=1)
         v = torch.cat([val, new_val], dim=1)
         i = torch.cat([idx, new_idx], dim=1)
-        keep = min(self.n, v.shape[1])
-        v, pos = torch.topk(v, keep, dim=1, largest=largest, sorted=True)
-        return v, torch.gather(i, 1, pos)
+        keep = min(self.n, k.shape[1])
+        k, pos = torch.topk(k, keep, dim=1, largest=largest, sorted=True)
+        return k, torch.gather(v, 1, pos), torch.gather(i, 1, pos)
 
     def result(self, quantile: float = 0.0) -> Ranked:
         """The extremes as a :class:`Ranked` (numpy), ``[k, m]`` with ``m <= n``.
@@ -160,12 +188,13 @@ def top_examples(
         for q, lim in limits.items()
     }
     ids = torch.from_numpy(store.ids).to(device)
+    jitter = torch.from_numpy(np.random.default_rng([seed, 7_207]).random(store.n)).to(device)  # tie-breaking keys
     row = 0
     for codes, b in (
         chunks if chunks is not None else ((basis.encode(x), len(x)) for x in store.batches(batch_size, device=device))
     ):
         for t in trackers.values():
-            t.update(codes, ids[row : row + b])
+            t.update(codes, ids[row : row + b], jitter[row : row + b])
         row += b
     return {q: t.result(q) for q, t in trackers.items()}
 

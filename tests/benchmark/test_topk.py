@@ -41,3 +41,25 @@ def test_memory_is_k_by_n():
     for s in range(0, 10_000, 1000):
         tracker.update(torch.randn(1000, 4), torch.arange(s, s + 1000))
         assert tracker.top_val.shape == (4, 5) and tracker.bot_val.shape == (4, 5)
+
+
+def test_ties_are_a_random_draw_not_neighbouring_samples():
+    # direction 0 is dead (zero everywhere); direction 1 is active on 5 samples only. Neighbouring
+    # samples share a label in blocks of 100 here (as tokens of one document do), so a tie order
+    # by position would make the dead direction's top set one block: a perfect-looking concept.
+    n_rows = 4000
+    acts = np.zeros((n_rows, 2), dtype=np.float32)
+    active = np.array([3, 900, 1700, 2500, 3900])
+    acts[active, 1] = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    store = ActivationStore(acts)
+    basis = LinearBasis(directions=torch.eye(2))
+    tops = [top_examples(basis, store, n=16, seed=s, batch_size=512)[0.0] for s in (0, 1)]
+    for r in tops:
+        dead = r.top_idx[0]
+        assert len(np.unique(dead // 100)) >= 12  # spread over the store, not one label block
+        assert (r.top_val[0] == 0).all()
+        # distinct values keep their order; the 11 tied zeros after them are random too
+        assert r.top_idx[1, :5].tolist() == active.tolist()
+        assert np.allclose(r.top_val[1, :5], [5, 4, 3, 2, 1]) and (r.top_val[1, 5:] == 0).all()
+        assert len(np.unique(r.top_idx[1, 5:] // 100)) >= 8
+    assert set(tops[0].top_idx[0]) != set(tops[1].top_idx[0])  # the seed draws the ties
