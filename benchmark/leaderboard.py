@@ -410,11 +410,27 @@ def task_slug(task: tuple[str, str, str]) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", "__".join(task))
 
 
+def _skipped_everywhere(summary: pd.DataFrame, metrics: list[str]) -> dict[str, str]:
+    """``{metric: status}`` for the metrics that no method of ``summary`` could score."""
+    out = {}
+    for metric in metrics:
+        status = summary.loc[summary["metric"] == metric, "status"]
+        if len(status) and not (status == "ok").any():
+            out[metric] = str(status.iloc[0])
+    return out
+
+
 def task_table(
     task: tuple[str, str, str], summary: pd.DataFrame, fits: pd.DataFrame, stability: dict | None = None
 ) -> Table:
-    """The leaderboard of one task: method rows, a chance row, metric and fit columns."""
+    """The leaderboard of one task: method rows, a chance row, metric and fit columns.
+
+    A metric skipped for every method of the task (e.g. a vision metric on text) gets no
+    column; one note names those metrics with the reason.
+    """
     metrics = metric_order(summary["metric"].unique())
+    not_applicable = _skipped_everywhere(summary, metrics)
+    metrics = [m for m in metrics if m not in not_applicable]
     ranked = set(headline_metrics(metrics))
     fit_s = fit_summary(fits) if len(fits) else fit_summary(_empty_fits())
     pairs = method_order(pd.concat([summary[["method", "method_params"]], fit_s[["method", "method_params"]]]))
@@ -468,6 +484,20 @@ def task_table(
     extra = [m for m in metrics if m not in ranked]
     if extra:
         notes.append(f"Shown but not ranked (extra columns of a ranked metric): {', '.join(extra)}.")
+    if not_applicable:
+        by_reason: dict[str, list[str]] = {}
+        for metric, reason in not_applicable.items():
+            family = metric.split("[", 1)[0]
+            names = by_reason.setdefault(reason, [])
+            if family not in names:
+                names.append(family)
+        notes.append(
+            "Not applicable to this task (no column): "
+            + "; ".join(
+                f"{', '.join(names)} ({reason.removeprefix('skipped: ')})" for reason, names in by_reason.items()
+            )
+            + "."
+        )
     if stability is not None and np.isfinite(stability.get("tau_mean", math.nan)):
         flag = f" **unstable: tau < {TAU_FLAG}**" if stability["unstable"] else ""
         notes.append(

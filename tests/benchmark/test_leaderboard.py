@@ -176,14 +176,14 @@ def test_best_is_bold_and_interval_with_chance_gets_a_dagger(boards):
         assert f"**{cell.text()}**" in md
 
 
-def test_skipped_metric_shows_its_reason_and_is_not_ranked(boards):
+def test_metric_skipped_for_the_whole_task_gets_a_note_not_a_column(boards):
     table = next(t for t in boards.tasks if t.task == LANGUAGE)
-    for row in table.rows:
-        if row.kind == "method":
-            assert table.text(row, next(c for c in table.columns if c.key == COLOR)) == COLOR_SKIP
-    assert COLOR_SKIP in render_latex(table).replace("\\", "")
+    assert COLOR not in [c.key for c in table.columns]
+    reason = COLOR_SKIP.removeprefix("skipped: ")
+    assert any(COLOR.split("[")[0] in n and reason in n and "Not applicable" in n for n in table.notes)
+    assert reason in render_latex(table).replace("\\", "")
     csv = pd.read_csv(pd.io.common.StringIO(render_csv(table)))
-    assert (csv[f"{COLOR} status"] == COLOR_SKIP).all() and csv[COLOR].isna().all()
+    assert not [c for c in csv.columns if c.startswith(COLOR.split("[")[0])]
 
 
 def test_chance_row_and_fit_columns(boards):
