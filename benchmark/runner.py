@@ -251,8 +251,9 @@ class Runner:
         }
         return method, parts
 
-    def run_cell(self, cell: Cell) -> tuple[list[dict], dict]:
-        """Fit, encode and score one cell; returns (score rows, fit row)."""
+    def run_cell(self, cell: Cell) -> tuple[pd.DataFrame, dict]:
+        """Fit, encode and score one cell; returns (score rows, one per metric column and
+        direction, as a DataFrame: a wide basis gives tens of thousands of rows), fit row)."""
         import torch
 
         from benchmark.activations import ActivationStore
@@ -323,7 +324,8 @@ class Runner:
             "n_directions": basis.k,
             "seed": cell.seed,
         }
-        rows: list[dict] = []
+        columns: dict[str, list] = {k: [] for k in ("metric", "higher_is_better", "value", "chance_mean",
+                                                    "chance_std", "status")}  # fmt: skip
         for name, params, metric in metrics:
             values, status = self._score(metric, name, params, examples, top_parts, probe_key, samples, "score")
             chance = self._chance(metric, name, params, samples, probe_idx, probe_key, cell.seed)
@@ -331,19 +333,25 @@ class Runner:
                 col = metric_column(name, params, metric.columns()[suffix], getattr(metric, "protocol", None))
                 v = values.get(suffix, np.full(basis.k, np.nan))
                 mean, std = chance.get(suffix, (np.nan, np.nan))
-                for j in range(basis.k):
-                    rows.append(
-                        {
-                            **base,
-                            "metric": col,
-                            "higher_is_better": bool(metric.higher_is_better),
-                            "direction": j,
-                            "value": float(v[j]),
-                            "chance_mean": mean,
-                            "chance_std": std,
-                            "status": status,
-                        }
-                    )
+                columns["metric"].append(np.full(basis.k, col, dtype=object))
+                columns["higher_is_better"].append(np.full(basis.k, bool(metric.higher_is_better)))
+                columns["value"].append(np.asarray(v, dtype=np.float64))
+                columns["chance_mean"].append(np.full(basis.k, mean, dtype=np.float64))
+                columns["chance_std"].append(np.full(basis.k, std, dtype=np.float64))
+                columns["status"].append(np.full(basis.k, status, dtype=object))
+        n_rows = sum(len(c) for c in columns["value"])
+        rows = pd.DataFrame(
+            {
+                **{k: np.full(n_rows, v, dtype=object if isinstance(v, str) else None) for k, v in base.items()},
+                "metric": np.concatenate(columns["metric"]) if n_rows else np.array([], dtype=object),
+                "higher_is_better": np.concatenate(columns["higher_is_better"]) if n_rows else np.array([], bool),
+                "direction": np.tile(np.arange(basis.k), n_rows // max(basis.k, 1)),
+                **{
+                    k: np.concatenate(columns[k]) if n_rows else np.array([])
+                    for k in ("value", "chance_mean", "chance_std", "status")
+                },
+            }
+        )
         stats = basis.stats
         fit_row = {
             **base,
@@ -446,16 +454,17 @@ class Runner:
             f"interpbench: {len(cells)} cells ({len(self.tasks())} tasks x methods x seeds), "
             f"{len(self.metrics())} metrics, device {self.device}, cache {self.cache.root}"
         )
-        score_rows: list[dict] = []
+        score_frames: list[pd.DataFrame] = []
         fit_rows: list[dict] = []
         bar = _progress(len(cells), self.progress)
         for cell, (rows, fit_row) in zip(cells, self.executor.map(self.run_cell, cells)):
-            score_rows += rows
+            score_frames.append(rows)
             fit_rows.append(fit_row)
             bar.update(1)
             bar.write(_cell_summary(cell, rows, fit_row))
         bar.close()
-        scores = pd.DataFrame(score_rows)
+        scores = pd.concat(score_frames, ignore_index=True)
+        del score_frames
         fits = pd.DataFrame(fit_rows)
         scores.insert(1, "run_id", run_id)
         fits.insert(1, "run_id", run_id)
@@ -523,11 +532,10 @@ def stage_table(records: Iterable) -> pd.DataFrame:
     return pd.DataFrame([{"stage": s, **v} for s, v in agg.items()], columns=["stage", "computed", "reused", "seconds"])
 
 
-def _cell_summary(cell: Cell, rows: list[dict], fit_row: dict) -> str:
-    df = pd.DataFrame(rows)
+def _cell_summary(cell: Cell, rows: pd.DataFrame, fit_row: dict) -> str:
     parts = []
-    if len(df):
-        for metric, g in df.groupby("metric", sort=False):
+    if len(rows):
+        for metric, g in rows.groupby("metric", sort=False):
             if g["status"].iloc[0] != "ok":
                 parts.append(f"{metric}=skipped")
             else:
