@@ -356,7 +356,7 @@ class L1SAE(_SAEMethod):
     resample_every: int = 500
     resample_duplicates: bool = False
     resample_target: str = "input"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: duplicate ties broken by index
 
     def _check(self, store, where: str) -> None:
         super()._check(store, where)

@@ -3,7 +3,7 @@
 Data: the planted sparse toy of ``tests/methods/toy.py`` (Sharkey et al. 2022: 256-dim
 activations from 512 unit features, about 5 active per sample, frequencies decaying as
 0.996^i, so feature 0 is ~8x as frequent as feature 511; coefficients uniform in [0, 1]).
-Width 512. For each method: fit seconds, forward recovery (each true feature's best |cosine|
+Width 512. For each method: fit seconds (wall and CPU), forward recovery (each true feature's best |cosine|
 over learned directions) overall and per third of the features by frequency, reverse recovery
 (each learned direction's best |cosine| over true features) overall and per third of the
 latents grouped by the third of their best match (with how many latents land in each third:
@@ -88,12 +88,12 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, object]]:
     return out
 
 
-def report(label: str, seconds: float, result: dict[str, object]) -> None:
+def report(label: str, seconds: float, cpu_seconds: float, result: dict[str, object]) -> None:
     fwd = " / ".join(f"{v:.3f}" for v in result["forward_thirds"])
     rev = " / ".join(f"{v:.3f}" for v in result["reverse_thirds"])
     per = " / ".join(str(v) for v in result["latents_per_third"])
     print(
-        f"{label:<58} {seconds:7.1f} s  forward {result['forward']:.4f} (thirds {fwd})  "
+        f"{label}\n    {seconds:.1f} s wall, {cpu_seconds:.1f} s CPU; forward {result['forward']:.4f} (thirds {fwd})  "
         f"reverse {result['reverse']:.4f} (thirds {rev}; latents {per})  "
         f"missed {result['missed_features']}  duplicate pairs {result['duplicate_pairs']}",
         flush=True,
@@ -130,11 +130,11 @@ def main() -> None:
         defaults = {f.name: f.default for f in dataclasses.fields(method)}
         changed = {k: v for k, v in dataclasses.asdict(method).items() if v != defaults.get(k)}
         for seed in (int(s) for s in args.seeds.split(",")):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             basis = method.fit(acts, seed=seed)
-            seconds = time.perf_counter() - start
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
             label = f"{which} seed {seed} " + " ".join(f"{k}={v}" for k, v in changed.items())
-            report(label, seconds, recovery_by_third(features, basis.directions))
+            report(label, seconds, cpu_seconds, recovery_by_third(features, basis.directions))
 
 
 if __name__ == "__main__":

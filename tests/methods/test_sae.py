@@ -111,15 +111,33 @@ def test_l1_gradients_equal_autograd():
 # -- planted recovery ---------------------------------------------------------------------------
 
 # The recovery tests' settings (perf/sae_recovery.py prints the same fits per frequency third).
+# The toy's rarest features are active in ~0.3 % of samples (~60 times in 20,000). What closes the
+# gap to 0.99 is resampling: latents that are dead, weak (summed squared activation below a tenth of
+# the median latent's: rarely firing partial copies of frequent features) or duplicated are pointed
+# at the reconstruction errors of high-loss training rows, which is where the missed features are.
 N_SAMPLES = 20_000
-TOPK_SETTINGS = {"n_latents": 512, "k": 8, "lr": 2e-3, "batch_size": 128, "epochs": 20, "dead_tokens": 20_000}
+RESAMPLING = {"weak_fraction": 0.1, "resample_duplicates": True}
+TOPK_SETTINGS = {
+    "n_latents": 512,
+    "k": 8,
+    "lr": 2e-3,
+    "batch_size": 128,
+    "epochs": 30,
+    "dead_tokens": 20_000,
+    "resample_every": 200,
+    "resample_until": 0.8,
+    **RESAMPLING,
+}
 L1_SETTINGS = {
     "n_latents": 512,
-    "l1_coefficient": 3.0,
+    "l1_coefficient": 2.0,
     "lr": 2e-3,
-    "batch_size": 64,
-    "epochs": 20,
-    "resample_every": 500,
+    "batch_size": 128,
+    "epochs": 30,
+    "resample_every": 300,
+    "resample_until": 0.85,
+    "resample_target": "residual",
+    **RESAMPLING,
 }
 
 
@@ -131,33 +149,44 @@ def recovery(method, n: int, seed: int = 0):
     return basis, forward, reverse
 
 
-# The issue asks for forward recovery >= 0.99 at width 512. Measured on this toy (decay 0.996),
-# both SAEs stop near 0.92-0.93 forward at these budgets (the least frequent third of the
-# features is learned worst; more steps did not close the gap, see docs/performance/methods.md),
-# so these tests hold what was measured, with a margin, and sparse_coding carries the 0.99 bar.
+# The issue's bar: forward (each planted feature's best |cosine|) >= 0.99 at width 512, and a
+# reverse bar (each latent's best match) so that dead or duplicated latents cannot hide.
 
 
 @pytest.mark.slow
 def test_topk_sae_recovers_planted_features():
-    method = TopKSAE(n_latents=512, k=8, lr=2e-3, batch_size=128, epochs=20, dead_tokens=20_000)
-    basis, forward, reverse = recovery(method, n=10_000)
-    assert forward >= 0.9  # measured 0.932
-    assert reverse >= 0.92  # measured 0.953
+    basis, forward, reverse = recovery(TopKSAE(**TOPK_SETTINGS), n=N_SAMPLES)
+    assert forward >= 0.99  # measured 0.997 (seed 1: 0.996)
+    assert reverse >= 0.99  # measured 0.998
     assert basis.encode(torch.randn(5, 256)).count_nonzero(dim=1).max() <= 8
 
 
 @pytest.mark.slow
 def test_l1_sae_recovers_planted_features():
-    method = L1SAE(n_latents=512, l1_coefficient=3.0, lr=2e-3, batch_size=64, epochs=20, resample_every=500)
-    basis, forward, reverse = recovery(method, n=10_000)
-    assert forward >= 0.9  # measured 0.922
-    assert reverse >= 0.96  # measured 0.991
+    basis, forward, reverse = recovery(L1SAE(**L1_SETTINGS), n=N_SAMPLES)
+    assert forward >= 0.99  # measured 0.994
+    assert reverse >= 0.99  # measured 0.995
+    assert basis.stats["resampled_latents"] > 0
 
 
 def test_k_larger_than_width_is_an_error():
     acts, _, _ = sparse_toy_data(n=300, d=16, m=24)
     with pytest.raises(UserError, match="TopKSAE.*k must be"):
         TopKSAE(n_latents=32, k=40).fit(ActivationStore(acts.numpy(), name="toy/layer"), seed=0)
+
+
+@pytest.mark.parametrize(
+    "method, match",
+    [
+        (L1SAE(n_latents=32, resample_target="output"), "L1SAE on toy/layer: resample_target"),
+        (TopKSAE(n_latents=32, k=4, weak_fraction=1.0), "TopKSAE on toy/layer: weak_fraction"),
+        (L1SAE(n_latents=32, resample_until=1.5), "L1SAE on toy/layer: resample_until"),
+    ],
+)
+def test_bad_resampling_settings_are_errors(method, match):
+    acts, _, _ = sparse_toy_data(n=300, d=16, m=24)
+    with pytest.raises(UserError, match=match):
+        method.fit(ActivationStore(acts.numpy(), name="toy/layer"), seed=0)
 
 
 def test_resampling_reinitialises_dead_latents_toward_high_loss_inputs():
