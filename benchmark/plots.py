@@ -302,7 +302,7 @@ def save_figure(fig, base: Path, formats: tuple[str, ...] = PLOT_FORMATS) -> lis
 
     paths = []
     for f in formats:
-        path = base.with_suffix(f".{f}")
+        path = base.parent / f"{base.name}.{f}"  # not with_suffix: layer names hold dots (_blocks.13)
         meta = {"Date": None, "Creator": None} if f == "svg" else {"Software": None}
         if f == "pdf":
             meta = {"CreationDate": None, "Creator": None, "Producer": None}
@@ -340,7 +340,7 @@ def build_plots(
         written[slug] = {"pareto": out_dir / f"{slug}__pareto", "scores": out_dir / f"{slug}__scores"}
     stamp = out_dir / ".tables.sha256"
     digest = _tables_digest(scores, fits, formats)
-    expected = [p.with_suffix(f".{f}") for d in written.values() for p in d.values() for f in formats]
+    expected = [p.parent / f"{p.name}.{f}" for d in written.values() for p in d.values() for f in formats]
     if stamp.exists() and stamp.read_text() == digest and all(p.exists() for p in expected):
         return written  # the same tables were already drawn: figures are a function of them
     if reuse is not None and reusable(Path(reuse), digest, [p.name for p in expected]):

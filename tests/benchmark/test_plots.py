@@ -91,3 +91,19 @@ def test_a_sweep_at_two_widths_forms_two_curves(tables):
     assert sorted(series) == ["neurons", "pca", "random", "sae_topk", "sae_topk(expansion=4)"]
     assert list(series["sae_topk(expansion=4)"]["x"]) == [2.5, 4.5, 8.5]
     assert curve_key("sae_l1", '{"l1": 0.1, "expansion": 2}', ["expansion", "l1"]) == "sae_l1(expansion=2)"
+
+
+def test_layers_with_dots_get_their_own_files(tables, tmp_path):
+    # two layers "_blocks.4" and "_blocks.13" once shared one file: Path.with_suffix cut the name at the dot
+    scores, fits = tables
+    renamed = []
+    for layer in ("_blocks.4", "_blocks.13"):
+        s, f = _task(scores, VISION).copy(), _task(fits, VISION).copy()
+        s["layer"], f["layer"] = layer, layer
+        renamed.append((s, f))
+    scores = pd.concat([s for s, _ in renamed], ignore_index=True)
+    fits = pd.concat([f for _, f in renamed], ignore_index=True)
+    written = build_plots(scores, fits, tmp_path, formats=("png",))
+    names = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert len(written) == 2 and len(names) == 4, names
+    assert all(name.endswith(("__pareto.png", "__scores.png")) for name in names)
