@@ -35,12 +35,12 @@ def converged_objective(acts: torch.Tensor, dictionary: torch.Tensor, alpha: flo
     return float(objective(x, torch.from_numpy(codes).float(), dictionary, alpha).mean())
 
 
-def fit_ours(acts: torch.Tensor, args: argparse.Namespace):
-    """Our fit with the script's settings; returns ``(basis, wall s, CPU s)``."""
+def fit_ours(acts: torch.Tensor, args: argparse.Namespace, epochs: int | None = None):
+    """Our fit with the script's settings (``epochs`` overrides); returns ``(basis, wall s, CPU s)``."""
     method = SparseCoding(
         n_components=args.atoms,
         alpha=args.alpha,
-        epochs=args.epochs,
+        epochs=epochs or args.epochs,
         batch_size=args.batch_size,
         fista_iters=args.fista_iters,
         fit_tol=args.fit_tol,
@@ -102,15 +102,38 @@ def main() -> None:
     reached = ours_obj <= ref_obj
     wall, cpu_ratio = ref_s / ours_s, ref_cpu / ours_cpu
     print(
-        f"speed-up (slower of our two runs): {wall:.1f}x wall, {cpu_ratio:.1f}x CPU time; ours "
+        f"full fit ({args.epochs} epochs), slower of our two runs: {wall:.1f}x wall, {cpu_ratio:.1f}x CPU time; ours "
         f"{'reaches' if reached else 'does NOT reach'} scikit-learn's objective ({ours_obj:.4f} vs {ref_obj:.4f})"
     )
+    # the same objective: the fewest epochs whose fit reaches scikit-learn's
+    match_s = match_cpu = None
+    for epochs in range(1, args.epochs):
+        short, short_s, short_cpu = fit_ours(acts, args, epochs)
+        short_obj = converged_objective(acts, short.directions, args.alpha)
+        short_rec = mean_max_cosine(features, short.directions)[0]
+        print(
+            f"ours, {epochs} epoch(s): {short_s:7.2f} s ({short_cpu:7.2f} CPU s)  objective {short_obj:.4f}  "
+            f"recovery fwd {short_rec:.4f}"
+        )
+        if short_obj <= ref_obj:
+            match_s, match_cpu = short_s, short_cpu
+            print(
+                f"to scikit-learn's objective: {ref_s / match_s:.1f}x wall, {ref_cpu / match_cpu:.1f}x CPU time "
+                f"({epochs} epoch(s))"
+            )
+            break
     met = reached and wall >= 10.0 and ours_rec[0] >= 0.99
     print(
-        "goal (issue 4): >= 10x faster than scikit-learn to its objective, recovery >= 0.99: "
-        f"{'met' if met else 'NOT met'} ({wall:.1f}x wall, objective {ours_obj:.4f} <= {ref_obj:.4f}: {reached}, "
-        f"recovery {ours_rec[0]:.4f})"
+        "goal (issue 4): >= 10x faster than scikit-learn, to at least its objective, with recovery >= 0.99: "
+        f"{'met' if met else 'NOT met'} (full fit {wall:.1f}x wall, {cpu_ratio:.1f}x CPU, objective {ours_obj:.4f} "
+        f"<= {ref_obj:.4f}: {reached}, recovery {ours_rec[0]:.4f})"
     )
+    if match_s is not None:
+        matched = ref_s / match_s >= 10.0
+        print(
+            f"goal, speed part alone (fewest epochs reaching scikit-learn's objective): "
+            f"{'met' if matched else 'NOT met'} ({ref_s / match_s:.1f}x wall, {ref_cpu / match_cpu:.1f}x CPU)"
+        )
 
 
 if __name__ == "__main__":
