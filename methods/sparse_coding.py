@@ -128,8 +128,8 @@ def lasso_working_set(
     atoms_out = torch.zeros(n, size, dtype=torch.long, device=corr.device)
     codes_out = torch.zeros(n, size, dtype=corr.dtype, device=corr.device)
     for round_ in range(rounds):
-        atoms = score.topk(size, dim=1).indices.sort(dim=1).values  # [m, s]
-        sub_gram = gram[atoms[:, :, None], atoms[:, None, :]]  # [m, s, s]
+        atoms = score.topk(size, dim=1, sorted=False).indices.sort(dim=1).values  # [m, s]
+        sub_gram = torch.take(gram, atoms[:, :, None] * k + atoms[:, None, :])  # [m, s, s] = G[atoms][:, atoms]
         codes = _reduced_fista(corr.gather(1, atoms), sub_gram, alpha, dense.gather(1, atoms), iters, tol, positive)
         if size > atoms_out.shape[1]:
             grow = size - atoms_out.shape[1]
