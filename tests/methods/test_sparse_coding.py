@@ -9,21 +9,14 @@ import torch
 from benchmark.activations import ActivationStore
 from benchmark.errors import UserError
 from methods.base import Basis
-from methods.sparse_coding import (
-    SparseCoding,
-    SparseCodingBasis,
-    fista,
-    lasso_working_set,
-    objective,
-    update_dictionary,
-)
+from methods.sparse_coding import SparseCoding, SparseCodingBasis, fista, objective, update_dictionary
 from tests.methods.toy import mean_max_cosine, sparse_toy_data
 
 
 @pytest.mark.slow
 def test_recovers_planted_features():
-    acts, features, _ = sparse_toy_data(n=20_000)  # measured: forward 0.993, reverse 0.994
-    method = SparseCoding(n_components=512, alpha=0.1, epochs=5, batch_size=1024)
+    acts, features, _ = sparse_toy_data(n=20_000)  # measured: forward 0.994, reverse 0.996 (12,000: 0.988)
+    method = SparseCoding(n_components=512, alpha=0.1, epochs=5, batch_size=1024, fista_iters=15)
     basis = method.fit(ActivationStore.wrap(acts), seed=0)
     forward, reverse = mean_max_cosine(features, basis.directions)
     print(f"sparse_coding recovery: forward {forward:.4f}, reverse {reverse:.4f}, stats {basis.stats}")
@@ -55,56 +48,13 @@ def test_fista_reaches_the_lasso_optimum_of_scikit_learn():
             assert (ours >= 0).all()
 
 
-def test_working_set_codes_are_the_lasso_optimum():
-    """Working-set FISTA with the optimality check gives scikit-learn's lasso objective, cold
-    and warm-started, even when a sample's support outgrows the first working set."""
-    decomposition = pytest.importorskip("sklearn.decomposition")
-    acts, features, _ = sparse_toy_data(n=200, d=32, m=48, mean_active=8.0)
-    gram, corr = features @ features.T, acts @ features.T
-    ref = decomposition.sparse_encode(
-        acts.double().numpy(), features.double().numpy(), algorithm="lasso_cd", alpha=0.05, max_iter=5000
-    )
-    ref_obj = objective(acts, torch.from_numpy(ref).float(), features, 0.05)
-    cold = lasso_working_set(corr, gram, 0.05, size=4, iters=2000, tol=1e-7, rounds=30)
-    warm = lasso_working_set(corr, gram, 0.05, size=4, iters=2000, tol=1e-7, rounds=30, warm=cold)
-    for atoms, sub_codes in (cold, warm):
-        codes = torch.zeros(200, 48).scatter_add_(1, atoms, sub_codes)
-        assert int((codes != 0).sum(1).max()) > 4  # the set grew
-        assert torch.allclose(objective(acts, codes, features, 0.05), ref_obj, atol=1e-4)
-
-
-def test_encode_reaches_the_lasso_optimum():
-    acts, _, _ = sparse_toy_data(n=400, d=32, m=48)
-    basis = SparseCoding(n_components=48, epochs=2, batch_size=128).fit(acts, seed=0)
-    assert basis.working_set > 0
-    ours = basis.encode(acts[:200])
-    exact = fista(acts[:200], basis.directions, basis.alpha, 3000)
-    gap = objective(acts[:200], ours, basis.directions, basis.alpha) - objective(
-        acts[:200], exact, basis.directions, basis.alpha
-    )
-    assert float(gap.abs().max()) < 1e-3
-    old_style = SparseCodingBasis(directions=basis.directions, alpha=basis.alpha, fista_iters=3000)  # working_set 0
-    assert torch.allclose(old_style.encode(acts[:200]), exact)
-
-
-@pytest.mark.parametrize("per_atom", [False, True], ids=["triangular", "per-atom"])
-def test_dictionary_update_solves_the_quadratic_with_fixed_codes(per_atom):
+def test_dictionary_update_solves_the_quadratic_with_fixed_codes():
     """With exact statistics of planted codes, block coordinate descent returns the planted atoms."""
     acts, features, codes = sparse_toy_data(n=4000, d=32, m=48)
     a, b = codes.T @ codes, codes.T @ acts
     start = torch.nn.functional.normalize(features + 0.3 * torch.randn(features.shape), dim=1)
-    updated = update_dictionary(start.clone(), a, b, passes=30, per_atom=per_atom)
+    updated = update_dictionary(start.clone(), a, b, passes=30)
     assert torch.allclose(updated, features, atol=1e-3)
-
-
-def test_dictionary_update_leaves_unused_atoms():
-    acts, features, codes = sparse_toy_data(n=2000, d=32, m=48)
-    codes[:, 5] = 0.0
-    a, b = codes.T @ codes, codes.T @ acts
-    start = torch.nn.functional.normalize(features + 0.1 * torch.randn(features.shape), dim=1)
-    updated = update_dictionary(start.clone(), a, b)
-    assert torch.equal(updated[5], start[5])
-    assert torch.allclose(updated.norm(dim=1), torch.ones(48), atol=1e-5)
 
 
 def test_positive_codes_and_round_trip(tmp_path):
@@ -132,7 +82,3 @@ def test_bad_settings_name_the_method():
         SparseCoding(alpha=-1.0).fit(acts, seed=0)
     with pytest.raises(UserError, match="sparse_coding.*epochs"):
         SparseCoding(epochs=0).fit(acts, seed=0)
-    with pytest.raises(UserError, match="sparse_coding.*working_set"):
-        SparseCoding(working_set=0).fit(acts, seed=0)
-    with pytest.raises(UserError, match="sparse_coding.*fit_tol"):
-        SparseCoding(fit_tol=-1.0).fit(acts, seed=0)
