@@ -114,6 +114,10 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
         "Each metric cell is the median over directions with its bootstrap 95% interval; the chance row "
         "gives the metric on random stimulus sets of the same size. See `leaderboards/` for CSV and LaTeX.",
         "",
+        "Regenerate with `make benchmark` (= `interpbench run --config default`, then "
+        "`interpbench publish results/runs/latest --out results`); what the columns mean: "
+        "[docs/reading-the-leaderboard.md](../docs/reading-the-leaderboard.md).",
+        "",
         "## What was run",
         "",
         f"- config: `{info['config_name']}` ({info['config_source']}); seeds {info['seeds']}; "
