@@ -5,17 +5,15 @@ as a UserError with its message."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from benchmark.cache import Cache
-from benchmark.config import parse_config
 from benchmark.errors import UserError
 from benchmark.executors import ProcessExecutor, make_executor
-from benchmark.runner import LocalExecutor, Runner
+from benchmark.runner import LocalExecutor
+from tests.benchmark.grid_helpers import run, stage_counts
 
 TINY = """
 name = "tiny_processes"
@@ -54,17 +52,6 @@ class RefusingPCA(PCA):
     def fit(self, acts, *, seed, device="cpu"):
         raise UserError("refusing_pca: planted user error")
 '''
-
-
-def run(text: str, cache: Path, results: Path, executor):
-    return Runner(
-        parse_config(text, "tiny.toml"), Cache(cache), results_dir=results, progress=False, executor=executor
-    ).run()
-
-
-def stage_counts(result) -> dict[str, tuple[int, int]]:
-    t = result.stage_times.set_index("stage")
-    return {s: (int(t.loc[s, "computed"]), int(t.loc[s, "reused"])) for s in t.index}
 
 
 def test_processes_is_a_named_executor():

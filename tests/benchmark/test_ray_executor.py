@@ -24,6 +24,7 @@ from benchmark.executors import (
     run_stage,
 )
 from benchmark.runner import LocalExecutor, Runner
+from tests.benchmark.grid_helpers import run, stage_counts
 
 # run in a pytest process of their own by `make test` (see the Makefile): a crash inside Ray
 # itself then cannot take the rest of the suite with it
@@ -176,17 +177,6 @@ def cluster(tmp_path_factory):
         yield executor
     assert not ray.is_initialized()  # a cluster the executor started is stopped with it
     sys.path.remove(str(plugin_dir))
-
-
-def run(text: str, cache: Path, results: Path, executor):
-    return Runner(
-        parse_config(text, "tiny.toml"), Cache(cache), results_dir=results, progress=False, executor=executor
-    ).run()
-
-
-def stage_counts(result) -> dict[str, tuple[int, int]]:
-    t = result.stage_times.set_index("stage")
-    return {s: (int(t.loc[s, "computed"]), int(t.loc[s, "reused"])) for s in t.index}
 
 
 @pytest.mark.slow
