@@ -373,7 +373,9 @@ class ProcessExecutor(Executor):
         workers = max(1, min(self.workers or cpus, len(cells)))
         budget = self.feature_cache_mb
         if budget is None:
-            budget = int(float(os.environ.get("INTERPBENCH_FEATURE_CACHE_MB", "2048")) / workers)
+            from metrics.features import feature_cache_mb
+
+            budget = int(feature_cache_mb() / workers)
         spec = grid_spec(runner)
         root, marker = Path(spec["cache_root"]), spec["marker"]
         pool = ProcessPoolExecutor(

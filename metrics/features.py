@@ -87,6 +87,11 @@ class _Table:
         self.used += len(idx)
 
 
+def feature_cache_mb() -> float:
+    """The feature-cache budget in MiB: ``$INTERPBENCH_FEATURE_CACHE_MB``, default 2048."""
+    return float(os.environ.get("INTERPBENCH_FEATURE_CACHE_MB", "2048"))
+
+
 class FeatureCache:
     """Per-stimulus feature rows for ``(namespace, stimulus set)`` pairs, bounded in bytes.
 
@@ -95,7 +100,7 @@ class FeatureCache:
 
     def __init__(self, max_bytes: int | None = None) -> None:
         if max_bytes is None:
-            max_bytes = int(float(os.environ.get("INTERPBENCH_FEATURE_CACHE_MB", "2048")) * 2**20)
+            max_bytes = int(feature_cache_mb() * 2**20)
         self.max_bytes = max_bytes
         self._tables: OrderedDict[tuple[str, str], _Table] = OrderedDict()
         self._lock = threading.RLock()
