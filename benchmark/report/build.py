@@ -30,7 +30,7 @@ import pandas as pd
 from benchmark.leaderboard import Table, compute_leaderboards, fmt, metric_order
 from benchmark.report.gallery import THUMB_PX, method_slug, read_galleries
 from benchmark.report.readme import describe_run
-from benchmark.results import method_label, read_tables
+from benchmark.results import FIT_KEYS, method_label, read_tables
 
 HERE = Path(__file__).parent
 
@@ -64,19 +64,12 @@ def _copy(src: Path, dst: Path) -> None:
     shutil.copy2(src, dst)
 
 
-def _direction_scores(scores: pd.DataFrame, task: tuple, method: str, params: str, seed: int) -> dict[int, list]:
-    """Per direction: ``[(metric, value text, chance text, css class)]`` for one seed."""
-    s = scores[
-        (scores["model"] == task[0])
-        & (scores["layer"] == task[1])
-        & (scores["dataset"] == task[2])
-        & (scores["method"] == method)
-        & (scores["method_params"] == params)
-        & (scores["seed"] == seed)
-    ]
+def _direction_scores(fit_scores: pd.DataFrame) -> dict[int, list]:
+    """Per direction: ``[(metric, value text, chance text, css class)]`` from the score rows
+    of one fit (one task, method, params and seed)."""
     out: dict[int, list] = {}
-    position = {m: i for i, m in enumerate(metric_order(s["metric"].unique()))}
-    s = s.assign(_order=s["metric"].map(position))
+    position = {m: i for i, m in enumerate(metric_order(fit_scores["metric"].unique()))}
+    s = fit_scores.assign(_order=[position[m] for m in fit_scores["metric"]])
     for r in s.sort_values(["direction", "_order"], kind="stable").itertuples():
         if r.status != "ok":
             continue
@@ -97,6 +90,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     boards = compute_leaderboards(scores, fits)
     info = describe_run(run_dir, fits)
     galleries = read_galleries(run_dir)
+    rows_of_fit = scores.groupby(FIT_KEYS, observed=True, sort=False).indices
     env = _environment()
 
     out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +111,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
             href = f"tasks/{table.slug}/{mslug}.html"
             links[(row.method, row.params)] = href
             gallery = galleries.get((table.slug, mslug))
-            _method_page(env, out, table, row, gallery, scores, info, href)
+            _method_page(env, out, table, row, gallery, scores, rows_of_fit, info, href)
         p = plots.get(table.slug, {})
         tasks_ctx.append(
             {
@@ -140,7 +134,10 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     return out / "index.html"
 
 
-def _method_page(env, out: Path, table: Table, row, gallery: dict | None, scores: pd.DataFrame, info, href) -> None:
+def _method_page(
+    env, out: Path, table: Table, row, gallery: dict | None, scores: pd.DataFrame, rows_of_fit: dict, info, href
+) -> None:
+    """One method's page; ``rows_of_fit`` maps ``(*task, method, params, seed)`` to its rows of ``scores``."""
     task = table.task
     label = method_label(row.method, row.params)
     metric_cols = [c for c in table.columns if c.kind == "metric"]
@@ -150,7 +147,8 @@ def _method_page(env, out: Path, table: Table, row, gallery: dict | None, scores
     sprite = None
     if gallery is not None:
         seed = int(gallery["seed"])
-        per_dir = _direction_scores(scores, task, row.method, row.params, seed)
+        rows = rows_of_fit.get((*task, row.method, row.params, seed), [])
+        per_dir = _direction_scores(scores.iloc[rows])
         src = gallery["dir"] / f"{method_slug(row.method, row.params)}.png"
         if src.exists():
             rel = f"galleries/{table.slug}/{src.name}"
