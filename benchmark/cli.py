@@ -41,7 +41,10 @@ def cmd_run(args) -> int:
         progress=not args.quiet,
     )
     result = runner.run()
-    text = build_leaderboards(result.scores, result.fits, result.run_dir / "leaderboards")
+    from benchmark.results import run_digest
+
+    digest = run_digest(result.run_dir)
+    text = build_leaderboards(result.scores, result.fits, result.run_dir / "leaderboards", digest=digest)
     from benchmark.plots import build_plots
 
     build_plots(result.scores, result.fits, result.run_dir / "plots")

@@ -754,20 +754,35 @@ def compute_leaderboards(scores: pd.DataFrame, fits: pd.DataFrame) -> Leaderboar
 
 
 def build_leaderboards(
-    scores: pd.DataFrame, fits: pd.DataFrame, out_dir: Path, formats: tuple[str, ...] = FORMATS
+    scores: pd.DataFrame,
+    fits: pd.DataFrame,
+    out_dir: Path,
+    formats: tuple[str, ...] = FORMATS,
+    digest: str | None = None,
+    boards: Leaderboards | None = None,
 ) -> str:
     """Write every table in ``formats`` to ``out_dir`` and return the Markdown of all of them.
 
     Files: ``README.md`` (all tables), ``overall.*``, ``stability.*``, ``<model>__<layer>__<dataset>.*``
     (``.md``, ``.csv``, ``.tex``), and ``summary.csv`` (the long table: one row per task, method,
     params and metric, with median, interval, chance and rank).
+
+    ``digest``: :func:`benchmark.results.run_digest` of the tables' run; when ``out_dir`` was
+    written from the same digest, nothing is computed again. ``boards``: the tables, when the
+    caller has computed them already.
     """
+    from benchmark.results import outputs_fresh, stamp_outputs
+
     for f in formats:
         if f not in RENDERERS:
             raise UserError(f"unknown leaderboard format {f!r} (valid: {', '.join(FORMATS)})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    boards = compute_leaderboards(scores, fits)
+    key = None if digest is None else f"{digest}|{','.join(formats)}"
+    if key is not None and outputs_fresh(out_dir, key, ["README.md", "summary.csv"]):
+        return (out_dir / "README.md").read_text(encoding="utf-8")
+    boards = boards if boards is not None else compute_leaderboards(scores, fits)
+    stamp_outputs(out_dir, None)  # until every file is rewritten
     for table in boards.all_tables():
         for f in formats:
             _write(out_dir / f"{table.slug}.{_SUFFIX[f]}", RENDERERS[f](table))
@@ -778,6 +793,8 @@ def build_leaderboards(
     _write(out_dir / "summary.csv", buf.getvalue())
     text = boards.render("md")
     _write(out_dir / "README.md", text)
+    if key is not None:
+        stamp_outputs(out_dir, key)
     return text
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.leaderboard import fit_summary, method_order, metric_order, summarise, task_slug
-from benchmark.results import TASK_KEYS, method_label
+from benchmark.results import TASK_KEYS, method_label, outputs_fresh, stamp_outputs
 
 PLOT_FORMATS = ("png", "svg")
 #: bump when the figures change, so cached figures are redrawn
@@ -338,17 +338,17 @@ def build_plots(
     for task in sorted(scores[TASK_KEYS].drop_duplicates().itertuples(index=False, name=None)):
         slug = task_slug(task)
         written[slug] = {"pareto": out_dir / f"{slug}__pareto", "scores": out_dir / f"{slug}__scores"}
-    stamp = out_dir / ".tables.sha256"
     digest = _tables_digest(scores, fits, formats)
-    expected = [p.parent / f"{p.name}.{f}" for d in written.values() for p in d.values() for f in formats]
-    if stamp.exists() and stamp.read_text() == digest and all(p.exists() for p in expected):
+    expected = [f"{p.name}.{f}" for d in written.values() for p in d.values() for f in formats]
+    if outputs_fresh(out_dir, digest, expected):
         return written  # the same tables were already drawn: figures are a function of them
-    if reuse is not None and reusable(Path(reuse), digest, [p.name for p in expected]):
+    stamp_outputs(out_dir, None)
+    if reuse is not None and outputs_fresh(reuse, digest, expected):
         import shutil
 
-        for dst in expected:
-            shutil.copyfile(Path(reuse) / dst.name, dst)
-        stamp.write_text(digest)
+        for name in expected:
+            shutil.copyfile(Path(reuse) / name, out_dir / name)
+        stamp_outputs(out_dir, digest)
         return written
     summary = summarise(scores)
     with plt.rc_context(_RC):
@@ -363,14 +363,8 @@ def build_plots(
             dist = out_dir / f"{slug}__scores"
             save_figure(pareto_figure(g, fits[in_task], title), pareto, formats)
             save_figure(scores_figure(s_task, g, title), dist, formats)
-    stamp.write_text(digest)
+    stamp_outputs(out_dir, digest)
     return written
-
-
-def reusable(folder: Path, digest: str, names: list[str]) -> bool:
-    """``folder`` holds figures ``names`` drawn from the tables of ``digest``."""
-    stamp = Path(folder) / ".tables.sha256"
-    return stamp.exists() and stamp.read_text() == digest and all((Path(folder) / n).exists() for n in names)
 
 
 def figures_ready(
@@ -379,7 +373,7 @@ def figures_ready(
     """Whether ``folder`` already holds every figure of these tables in ``formats``."""
     slugs = [task_slug(t) for t in scores[TASK_KEYS].drop_duplicates().itertuples(index=False, name=None)]
     names = [f"{slug}__{kind}.{f}" for slug in slugs for kind in ("pareto", "scores") for f in formats]
-    return reusable(folder, _tables_digest(scores, fits, formats), names)
+    return outputs_fresh(folder, _tables_digest(scores, fits, formats), names)
 
 
 def _tables_digest(scores: pd.DataFrame, fits: pd.DataFrame, formats: tuple[str, ...]) -> str:

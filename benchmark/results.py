@@ -16,6 +16,7 @@ from the defaults, and the protocol (e.g. ``label_consistency[psychophysics]``).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,56 @@ def read_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                 f"version {SCHEMA_VERSION}: re-run `interpbench run` with the run's config.json to regenerate it"
             )
     return scores, fits
+
+
+# -- outputs made from a run --------------------------------------------------------------------
+RUN_INPUTS = ("scores.parquet", "fits.parquet", "config.json", "environment.json", "skipped_tasks.json", "datasets.json")
+STAMP = ".tables.sha256"
+
+
+def source_digest() -> str:
+    """Content hash of interpbench's own code and templates (``benchmark/``): outputs drawn by
+    other code are drawn again."""
+    import hashlib
+
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.suffix in (".py", ".html", ".css", ".js") and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def run_digest(run_dir: str | Path, *extra: str, folders: Iterable[str] = ()) -> str:
+    """Content hash of what the outputs of ``run_dir`` are made from: the bytes of its tables and
+    JSON files (the Parquet files are byte-for-byte the same for the same results), of the files
+    under its subfolders ``folders`` (e.g. ``galleries``), interpbench's source and ``extra``
+    (e.g. the output's kind)."""
+    import hashlib
+
+    run_dir = Path(run_dir)
+    h = hashlib.sha256(source_digest().encode())
+    files = [run_dir / name for name in RUN_INPUTS]
+    files += sorted(p for f in folders for p in (run_dir / f).rglob("*") if p.is_file() and p.name != STAMP)
+    for p in files:
+        h.update(str(p.relative_to(run_dir)).encode() + b"\0" + (p.read_bytes() if p.exists() else b"-") + b"\0")
+    for x in extra:
+        h.update(x.encode() + b"\0")
+    return h.hexdigest()
+
+
+def outputs_fresh(folder: str | Path, digest: str, names: Iterable[str]) -> bool:
+    """``folder`` holds every file of ``names``, made from inputs of ``digest`` (its stamp)."""
+    folder = Path(folder)
+    stamp = folder / STAMP
+    return stamp.exists() and stamp.read_text() == digest and all((folder / n).exists() for n in names)
+
+
+def stamp_outputs(folder: str | Path, digest: str | None) -> None:
+    """Record that ``folder``'s files were made from inputs of ``digest``; ``None`` removes the
+    record (call it before rewriting the files, so an interrupted write is not taken as fresh)."""
+    stamp = Path(folder) / STAMP
+    if digest is None:
+        stamp.unlink(missing_ok=True)
+    else:
+        stamp.write_text(digest)

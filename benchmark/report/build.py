@@ -30,7 +30,7 @@ import pandas as pd
 from benchmark.leaderboard import Table, compute_leaderboards, fmt, metric_order
 from benchmark.report.gallery import THUMB_PX, method_slug, read_galleries
 from benchmark.report.readme import describe_run
-from benchmark.results import FIT_KEYS, method_label, read_tables
+from benchmark.results import FIT_KEYS, method_label, outputs_fresh, read_tables, run_digest, stamp_outputs
 
 HERE = Path(__file__).parent
 
@@ -86,6 +86,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "report"
+    digest = run_digest(run_dir, "report", folders=("galleries", "plots"))
+    if outputs_fresh(out, digest, ["index.html"]):
+        return out / "index.html"  # made from these very tables, galleries and figures already
     scores, fits = read_tables(run_dir)
     boards = compute_leaderboards(scores, fits)
     info = describe_run(run_dir, fits)
@@ -94,6 +97,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     env = _environment()
 
     out.mkdir(parents=True, exist_ok=True)
+    stamp_outputs(out, None)
     _copy(HERE / "static" / "style.css", out / "static" / "style.css")
     # the run's own figures are copied when they match these tables; else PNGs only are drawn (half the time)
     formats = PLOT_FORMATS if figures_ready(scores, fits, run_dir / "plots") else ("png",)
@@ -131,6 +135,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         tasks=tasks_ctx,
     )
     _write(out / "index.html", html)
+    stamp_outputs(out, digest)
     return out / "index.html"
 
 

@@ -93,14 +93,19 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
     """
     from benchmark.leaderboard import build_leaderboards, compute_leaderboards, render_markdown
     from benchmark.plots import build_plots
-    from benchmark.results import read_tables
+    from benchmark.results import outputs_fresh, read_tables, run_digest, stamp_outputs
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    path = out_dir / "README.md"
+    digest = run_digest(run_dir, "publish")
+    if outputs_fresh(out_dir, digest, ["README.md", "leaderboards/README.md"]):
+        return path  # published from these very tables already
     scores, fits = read_tables(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    build_leaderboards(scores, fits, out_dir / "leaderboards")
-    plots = build_plots(scores, fits, out_dir / "plots", reuse=run_dir / "plots")  # the run drew them already
+    stamp_outputs(out_dir, None)
     boards = compute_leaderboards(scores, fits)
+    build_leaderboards(scores, fits, out_dir / "leaderboards", digest=digest, boards=boards)
+    plots = build_plots(scores, fits, out_dir / "plots", reuse=run_dir / "plots")  # the run drew them already
     info = describe_run(run_dir, fits)
     env = info["environment"]
     if env:
@@ -152,8 +157,8 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
                 f"![{table.title}: metrics against L0 and FVU](plots/{p['pareto'].name}.png)\n\n"
                 f"![{table.title}: per-direction scores](plots/{p['scores'].name}.png)\n"
             )
-    path = out_dir / "README.md"
     text = "\n".join(md)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")
+    stamp_outputs(out_dir, digest)
     return path
