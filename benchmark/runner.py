@@ -535,15 +535,15 @@ def stage_table(records: Iterable) -> pd.DataFrame:
 def _cell_summary(cell: Cell, rows: pd.DataFrame, fit_row: dict) -> str:
     parts = []
     if len(rows):  # NumPy, not a group-by: this runs once per cell, on the parent's time
-        metric, status = rows["metric"].to_numpy(object), rows["status"].to_numpy(object)
+        which, names = pd.factorize(rows["metric"])  # in order of first appearance
+        status = rows["status"].to_numpy(object)
         value, chance = rows["value"].to_numpy(float), rows["chance_mean"].to_numpy(float)
-        names, first, which = np.unique(metric, return_index=True, return_inverse=True)
-        for i in np.argsort(first):
-            j = first[i]
+        for i, name in enumerate(names):
+            j = int(np.argmax(which == i))
             if status[j] != "ok":
-                parts.append(f"{names[i]}=skipped")
+                parts.append(f"{name}=skipped")
             else:
-                parts.append(f"{names[i]}={np.nanmedian(value[which == i]):.3g} (chance {chance[j]:.3g})")
+                parts.append(f"{name}={np.nanmedian(value[which == i]):.3g} (chance {chance[j]:.3g})")
     fvu = fit_row["fvu"]
     return f"  {cell.label}: k={fit_row['n_directions']} fvu={fvu:.3g} l0={fit_row['l0']:.3g} | " + ", ".join(parts)
 
