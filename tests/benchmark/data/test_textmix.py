@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +47,15 @@ def test_cached_and_deterministic(tmp_path: Path) -> None:
         first = TextMix(size_mb=0.06, split="all")
         again = TextMix(size_mb=0.06, split="all")
         assert [r.computed for r in c.records if r.stage == "corpus"] == [True, False]
-    with using_cache(Cache(tmp_path / "b")):
-        fresh = TextMix(size_mb=0.06, split="all")
-    assert first.content_hash == again.content_hash == fresh.content_hash
+    # built again in another process (other object addresses, other string hash seed)
+    code = (
+        "from pathlib import Path; from benchmark.cache import Cache, using_cache; "
+        "from benchmark.data.textmix import TextMix\n"
+        f"with using_cache(Cache(Path({str(tmp_path / 'b')!r}))):\n"
+        "    print(TextMix(size_mb=0.06, split='all').content_hash)"
+    )
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert first.content_hash == again.content_hash == fresh
     with using_cache(Cache(tmp_path / "a")):
         other_seed = TextMix(size_mb=0.06, split="all", seed=1)
     assert other_seed.content_hash != first.content_hash
@@ -83,3 +91,13 @@ def test_bad_parameters(cache: Cache) -> None:
         TextMix(translation_labels="script")
     with pytest.raises(UserError, match="size_mb > 0"):
         TextMix(size_mb=0)
+
+
+def test_pydoc_pages_hold_no_object_addresses() -> None:
+    from benchmark.data.textmix import pydoc_html
+
+    page = pydoc_html("sched")  # its default arguments are sentinels: <object object at 0x...>
+    assert page is not None and "object object at 0x...&gt;" in page
+    import re
+
+    assert not re.search(r"0x[0-9a-f]{6,}", page)
