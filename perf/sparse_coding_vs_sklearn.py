@@ -4,7 +4,8 @@ Both learn 512 atoms from 20,000 x 256 activations (Sharkey et al. 2022 toy data
 same L1 objective ``0.5 ||x - zD||^2 + alpha ||z||_1`` (alpha 0.1). Each dictionary is then
 scored the same way: its per-sample objective with exact codes (LARS lasso on the first 4,000
 samples; the lasso is convex, so any exact solver gives this value) and its recovery of the planted
-features (mean max |cosine|, both ways). Prints both fit times and their ratio.
+features (mean max |cosine|, both ways). Prints both fit times (ours timed before and after
+scikit-learn; the slower counts) and their ratio, and whether the issue's goal is met.
 
     OMP_NUM_THREADS=2 .venv/bin/python perf/sparse_coding_vs_sklearn.py
 """
@@ -34,14 +35,31 @@ def converged_objective(acts: torch.Tensor, dictionary: torch.Tensor, alpha: flo
     return float(objective(x, torch.from_numpy(codes).float(), dictionary, alpha).mean())
 
 
+def fit_ours(acts: torch.Tensor, args: argparse.Namespace, epochs: int | None = None):
+    """Our fit with the script's settings (``epochs`` overrides); returns ``(basis, wall s, CPU s)``."""
+    method = SparseCoding(
+        n_components=args.atoms,
+        alpha=args.alpha,
+        epochs=epochs or args.epochs,
+        batch_size=args.batch_size,
+        fista_iters=args.fista_iters,
+        fit_tol=args.fit_tol,
+    )
+    start, cpu = time.perf_counter(), time.process_time()
+    basis = method.fit(acts, seed=0)
+    return basis, time.perf_counter() - start, time.process_time() - cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--atoms", type=int, default=512)
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--sklearn-epochs", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--fista-iters", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=SparseCoding.epochs)
+    parser.add_argument("--batch-size", type=int, default=SparseCoding.batch_size)
+    parser.add_argument("--fista-iters", type=int, default=SparseCoding.fista_iters)
+    parser.add_argument("--fit-tol", type=float, default=SparseCoding.fit_tol)
     parser.add_argument("--skip-sklearn", action="store_true", help="time ours only")
     args = parser.parse_args()
 
@@ -49,17 +67,17 @@ def main() -> None:
     print(f"data {tuple(acts.shape)}, {args.atoms} atoms, alpha {args.alpha}, torch threads {torch.get_num_threads()}")
     print(f"true codes: objective {float(objective(acts[:4000], codes[:4000], features, args.alpha).mean()):.4f}")
     print(f"true features: converged objective {converged_objective(acts, features, args.alpha):.4f}")
-
-    method = SparseCoding(
-        n_components=args.atoms, alpha=args.alpha, epochs=args.epochs, batch_size=1024, fista_iters=args.fista_iters
+    print(
+        f"ours: {args.epochs} epochs, batch {args.batch_size}, <= {args.fista_iters} FISTA iterations "
+        f"(stop at relative change {args.fit_tol}); scikit-learn: batch 256, {args.sklearn_epochs} epochs"
     )
-    start, cpu = time.perf_counter(), time.process_time()
-    basis = method.fit(acts, seed=0)
-    ours_s, ours_cpu = time.perf_counter() - start, time.process_time() - cpu
+
+    # ours is timed before and after scikit-learn (the machine is shared): the slower run counts
+    basis, ours_s, ours_cpu = fit_ours(acts, args)
     ours_obj = converged_objective(acts, basis.directions, args.alpha)
     ours_rec = mean_max_cosine(features, basis.directions)
     print(
-        f"ours:    {ours_s:7.1f} s ({ours_cpu:7.1f} CPU s)  objective {ours_obj:.4f}  recovery fwd {ours_rec[0]:.4f} rev {ours_rec[1]:.4f}"
+        f"ours:    {ours_s:7.2f} s ({ours_cpu:7.2f} CPU s)  objective {ours_obj:.4f}  recovery fwd {ours_rec[0]:.4f} rev {ours_rec[1]:.4f}"
     )
     if args.skip_sklearn:
         return
@@ -76,12 +94,46 @@ def main() -> None:
     ref_obj = converged_objective(acts, ref_dict, args.alpha)
     ref_rec = mean_max_cosine(features, ref_dict)
     print(
-        f"sklearn: {ref_s:7.1f} s ({ref_cpu:7.1f} CPU s)  objective {ref_obj:.4f}  recovery fwd {ref_rec[0]:.4f} rev {ref_rec[1]:.4f}"
+        f"sklearn: {ref_s:7.2f} s ({ref_cpu:7.2f} CPU s)  objective {ref_obj:.4f}  recovery fwd {ref_rec[0]:.4f} rev {ref_rec[1]:.4f}"
     )
-    verdict = "reaches" if ours_obj <= ref_obj else "does NOT reach"
+    _, again_s, again_cpu = fit_ours(acts, args)
+    print(f"ours again: {again_s:7.2f} s ({again_cpu:7.2f} CPU s)")
+    ours_s, ours_cpu = max(ours_s, again_s), max(ours_cpu, again_cpu)
+    reached = ours_obj <= ref_obj
+    wall, cpu_ratio = ref_s / ours_s, ref_cpu / ours_cpu
     print(
-        f"speed-up: {ref_s / ours_s:.1f}x wall, {ref_cpu / ours_cpu:.1f}x CPU time (ours {verdict} scikit-learn's objective: {ours_obj:.4f} vs {ref_obj:.4f})"
+        f"full fit ({args.epochs} epochs), slower of our two runs: {wall:.1f}x wall, {cpu_ratio:.1f}x CPU time; ours "
+        f"{'reaches' if reached else 'does NOT reach'} scikit-learn's objective ({ours_obj:.4f} vs {ref_obj:.4f})"
     )
+    # the same objective: the fewest epochs whose fit reaches scikit-learn's
+    match_s = match_cpu = None
+    for epochs in range(1, args.epochs):
+        short, short_s, short_cpu = fit_ours(acts, args, epochs)
+        short_obj = converged_objective(acts, short.directions, args.alpha)
+        short_rec = mean_max_cosine(features, short.directions)[0]
+        print(
+            f"ours, {epochs} epoch(s): {short_s:7.2f} s ({short_cpu:7.2f} CPU s)  objective {short_obj:.4f}  "
+            f"recovery fwd {short_rec:.4f}"
+        )
+        if short_obj <= ref_obj:
+            match_s, match_cpu = short_s, short_cpu
+            print(
+                f"to scikit-learn's objective: {ref_s / match_s:.1f}x wall, {ref_cpu / match_cpu:.1f}x CPU time "
+                f"({epochs} epoch(s))"
+            )
+            break
+    met = reached and wall >= 10.0 and ours_rec[0] >= 0.99
+    print(
+        "goal (issue 4): >= 10x faster than scikit-learn, to at least its objective, with recovery >= 0.99: "
+        f"{'met' if met else 'NOT met'} (full fit {wall:.1f}x wall, {cpu_ratio:.1f}x CPU, objective {ours_obj:.4f} "
+        f"<= {ref_obj:.4f}: {reached}, recovery {ours_rec[0]:.4f})"
+    )
+    if match_s is not None:
+        matched = ref_s / match_s >= 10.0
+        print(
+            f"goal, speed part alone (fewest epochs reaching scikit-learn's objective): "
+            f"{'met' if matched else 'NOT met'} ({ref_s / match_s:.1f}x wall, {ref_cpu / match_cpu:.1f}x CPU)"
+        )
 
 
 if __name__ == "__main__":
