@@ -158,6 +158,18 @@ def run_stage(spec: dict[str, Any], stage: str, index: int, split: str | None = 
     }
 
 
+def run_ray_stage(*args: Any) -> dict[str, Any]:
+    """:func:`run_stage` in a Ray task, with as many torch threads as CPUs the task was given
+    (a worker inherits the driver's ``OMP_NUM_THREADS``: two 1-CPU tasks on two cores would
+    otherwise run four threads)."""
+    import ray
+    import torch
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
+    return run_stage(*args)
+
+
 def grid_indices(runner, cells: list[Cell]) -> list[int]:
     """Positions of ``cells`` in the runner's own grid (what a worker is told)."""
     grid = runner.cells()
@@ -295,7 +307,7 @@ class RayExecutor(Executor):
         spec = grid_spec(runner)
         root, marker = Path(spec["cache_root"]), spec["marker"]
         largest = _largest_node(ray)
-        task = ray.remote(run_stage)
+        task = ray.remote(run_ray_stage)
         extract = task.options(**self.stage_options("activations", gpu, largest), name="interpbench:activations")
         fit_score = task.options(**self.stage_options("cell", gpu, largest), name="interpbench:cell")
         spec_ref = ray.put(spec)
