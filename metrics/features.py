@@ -215,8 +215,8 @@ class GramSimilarity(CachedGather):
     embeddings made by :func:`centred_rows` (LPIPS, the perceptual distance).
 
     Subclasses implement ``feature_namespace(stimuli) -> str`` and
-    ``raw_features(stimuli, idx [j]) -> [j, D]``, and may override ``from_squared(d2)``
-    (default ``-d2``).
+    ``raw_batches(stimuli, idx [j]) -> Iterator[[b, D]]`` (the embeddings of ``idx`` in order,
+    batch by batch), and may override ``from_squared(d2)`` (default ``-d2``).
 
     Protocols call :meth:`similarity_lookup` with every index they will pair up and the probe
     pool. The whole pool is embedded first, in pool order and fixed batches, so every feature
@@ -230,8 +230,12 @@ class GramSimilarity(CachedGather):
     def feature_namespace(self, stimuli: StimulusSet) -> str:
         raise NotImplementedError
 
-    def raw_features(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
+    def raw_batches(self, stimuli: StimulusSet, idx: np.ndarray) -> Iterator[Tensor]:
         raise NotImplementedError
+
+    def raw_features(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
+        """The embeddings ``[j, D]`` of ``idx`` in one tensor."""
+        return torch.cat(list(self.raw_batches(stimuli, idx)))
 
     def from_squared(self, d2: Tensor) -> Tensor:
         return -d2
@@ -239,7 +243,7 @@ class GramSimilarity(CachedGather):
     def embed(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
         """Centred embeddings with their squared norms, ``[m, D + 1]`` (float32, CPU)."""
         return centred_rows(
-            self.feature_namespace(stimuli), stimuli, idx, lambda missing: self.raw_features(stimuli, missing)
+            self.feature_namespace(stimuli), stimuli, idx, lambda missing: self.raw_batches(stimuli, missing)
         )
 
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
@@ -253,7 +257,7 @@ class GramSimilarity(CachedGather):
         uses = np.asarray(idx).size
         pool = np.unique(np.arange(len(stimuli)) if pool is None else np.asarray(pool, dtype=np.int64))
         namespace = self.feature_namespace(stimuli)
-        raw = lambda missing: self.raw_features(stimuli, missing)  # noqa: E731
+        raw = lambda missing: self.raw_batches(stimuli, missing)  # noqa: E731
         centred_rows(namespace, stimuli, pool, raw, gather=False)
         table = FEATURES.table(namespace, stimuli)
         if table is None or table.data is None or (table.slot[pool] < 0).any():
@@ -280,23 +284,39 @@ _N_CENTRE = 16
 
 
 def centred_rows(
-    namespace: str, stimuli: StimulusSet, idx: np.ndarray, raw: Callable[[np.ndarray], Tensor], gather: bool = True
+    namespace: str,
+    stimuli: StimulusSet,
+    idx: np.ndarray,
+    raw: Callable[[np.ndarray], Iterator[Tensor]],
+    gather: bool = True,
 ) -> Tensor | None:
     """Cached embeddings for a squared-Euclidean similarity: ``[m, D + 1]`` (see :func:`with_norm_column`).
 
-    ``raw(idx) -> [j, D]`` computes embeddings; each is stored minus a centre (the mean raw
-    embedding of the set's first 16 stimuli, so fixed by the set, not by call order), which
-    changes no distance and keeps the Gram-form error of float32 near 1e-7 of a distance.
+    ``raw(idx) -> Iterator[[b, D]]`` computes embeddings batch by batch, in order; each is
+    stored minus a centre (the mean raw embedding of the set's first 16 stimuli, so fixed by the
+    set, not by call order), which changes no distance and keeps the Gram-form error of float32
+    near 1e-7 of a distance. The batches are written into one ``[j, D + 1]`` tensor as they come
+    (a 224-pixel LPIPS pool is 3.9 GB: no concatenated copies).
     """
     key = (namespace, stimuli_key(stimuli))
     if key not in _CENTRES:
-        _CENTRES[key] = raw(np.arange(min(_N_CENTRE, len(stimuli)))).double().mean(dim=0)
-    centre = _CENTRES[key]
-
-    centre32 = centre.float()
+        first = np.arange(min(_N_CENTRE, len(stimuli)))
+        _CENTRES[key] = torch.cat(list(raw(first))).double().mean(dim=0)
+    centre32 = _CENTRES[key].float()
 
     def compute(missing: np.ndarray) -> Tensor:
-        return with_norm_column(raw(missing).float().sub_(centre32))
+        out: Tensor | None = None
+        pos = 0
+        for batch in raw(missing):
+            if out is None:
+                out = torch.empty((len(missing), batch.shape[1] + 1), dtype=torch.float32)
+            centred = batch.float() - centre32
+            out[pos : pos + len(batch), :-1] = centred
+            out[pos : pos + len(batch), -1:] = squared_norms(centred)
+            pos += len(batch)
+        if out is None or pos != len(missing):
+            raise RuntimeError(f"{namespace}: embeddings of {pos} stimuli for {len(missing)}")
+        return out
 
     return cached_rows(namespace, stimuli, idx, compute, gather)
 
@@ -333,10 +353,14 @@ def chunked_products(a: Tensor, b: Tensor) -> Tensor:
     return out
 
 
+def squared_norms(rows: Tensor) -> Tensor:
+    """``[m, D] -> [m, 1]``: squared row norms, summed in float64, in ``rows``' dtype."""
+    return torch.linalg.vector_norm(rows, dim=1, keepdim=True, dtype=torch.float64).pow_(2).to(rows.dtype)
+
+
 def with_norm_column(rows: Tensor) -> Tensor:
     """``[m, D] -> [m, D + 1]``: the rows followed by their squared norms (summed in float64)."""
-    sq = torch.linalg.vector_norm(rows, dim=1, keepdim=True, dtype=torch.float64).pow_(2).to(rows.dtype)
-    return torch.cat([rows, sq], dim=1)
+    return torch.cat([rows, squared_norms(rows)], dim=1)
 
 
 def distances_from_norm_column(a: Tensor, b: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ inside the ``lpips`` package.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -194,16 +195,15 @@ class LPIPSConsistency(GramSimilarity, SimilarityMetric):
         path = self.weights_path()
         return f"lpips:{path.resolve()}:{path.stat().st_mtime}:{self.image_size}"
 
-    def raw_features(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
-        """LPIPS embeddings ``[j, D]`` of stimuli ``idx`` (the backbone runs here, in batches of ~4M pixels)."""
+    def raw_batches(self, stimuli: StimulusSet, idx: np.ndarray) -> Iterator[Tensor]:
+        """LPIPS embeddings ``[b, D]`` of stimuli ``idx``, in order, batch by batch (the backbone
+        runs here, in batches of ~4M pixels)."""
         model = self.model()
         device = self._device()
         model.to(device)
-        out = []
         for images in image_batches(stimuli, idx):
             images = resize_images(images, self.image_size, "lpips_consistency")
-            out.append(model(images.to(device)).cpu())
-        return torch.cat(out)
+            yield model(images.to(device)).cpu()
 
 
 def resize_images(images: Tensor, size: int | None, who: str) -> Tensor:

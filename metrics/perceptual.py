@@ -15,6 +15,7 @@ are cached; pairwise distances are Gram products (:mod:`metrics.features`).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -203,18 +204,15 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
         layers = self.resolved_layers(stimuli)
         return f"perceptual:{self.model}:{_adapter_key(self.model, self.image_size)}:{','.join(layers)}"
 
-    def raw_features(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
-        """Embeddings ``[j, D]`` of stimuli ``idx`` (the model runs here, in batches of ~4M pixels)."""
+    def raw_batches(self, stimuli: StimulusSet, idx: np.ndarray) -> Iterator[Tensor]:
+        """Embeddings ``[b, D]`` of stimuli ``idx``, in order, batch by batch (the model runs
+        here, in batches of ~4M pixels)."""
         adapter = self.adapter()
         layers = self.resolved_layers(stimuli)
         device = self._device()
         adapter.net.to(device)
-        return torch.cat(
-            [
-                perceptual_embedding(feature_maps(adapter, self._large_enough(images).to(device), layers)).cpu()
-                for images in image_batches(stimuli, idx)
-            ]
-        )
+        for images in image_batches(stimuli, idx):
+            yield perceptual_embedding(feature_maps(adapter, self._large_enough(images).to(device), layers)).cpu()
 
     def _large_enough(self, images: Tensor) -> Tensor:
         """Images ``[b, C, h, w]`` upsampled to the model's ``min_input_size`` (when it declares one)
