@@ -411,7 +411,7 @@ def ranking_stability(scores: pd.DataFrame) -> pd.DataFrame:
     from scipy.stats import kendalltau
 
     ok = scores[scores["status"] == "ok"].copy()
-    ok["method_id"] = ok["method"] + " " + ok["method_params"]
+    ok["method_id"] = ok["method"].astype(str) + " " + ok["method_params"].astype(str)  # (categoricals when read)
     med = ok.groupby(["model", "layer", "dataset", "metric", "seed", "method_id"])["value"].median()
     rows = []
     for (model, layer, dataset, metric), g in med.groupby(level=[0, 1, 2, 3]):

@@ -8,12 +8,14 @@ import pytest
 import torch
 
 from benchmark.data.shapes import FACTORS, Shapes
+from benchmark.results import SCHEMA_VERSION, read_tables, write_tables
 from benchmark.validity import (
     auc,
     bootstrap_diff,
     check_quick,
     mean_max_cosine,
     planted_from_factors,
+    ranking_stability,
     run_study,
     synthesize,
     verdict,
@@ -66,3 +68,32 @@ def test_quick_study_oracle_beats_random(tmp_path):
     page = write_page(study, tmp_path, command="interpbench validate --quick", seconds=1.0)
     text = page.read_text()
     assert "## 1. Metrics against planted directions" in text and (tmp_path / "validity" / "auc_vs_noise.png").exists()
+
+
+def test_ranking_stability_of_tables_read_back(tmp_path):
+    """Parts 3-5 read a run's tables (text columns come back as categoricals): methods whose
+    medians keep one order in every seed and both protocols give Kendall tau 1."""
+    rows = []
+    for seed in (0, 1):
+        for method, level in [("neurons", 0.2), ("random", 0.4), ("pca", 0.6), ("kmeans", 0.8)]:
+            for metric in ("label_consistency[consistency]", "label_consistency[psychophysics]"):
+                for direction in range(5):
+                    rows.append({
+                        "schema_version": SCHEMA_VERSION, "run_id": "r", "model": "shapes_cnn", "layer": "conv2",
+                        "dataset": "shapes", "modality": "vision", "method": method, "method_params": "{}",
+                        "n_directions": 5, "seed": seed, "metric": metric, "higher_is_better": True,
+                        "direction": direction, "value": level + 0.01 * direction + 0.001 * seed,
+                        "chance_mean": 0.1, "chance_std": 0.01, "status": "ok",
+                    })  # fmt: skip
+    scores = pd.DataFrame(rows)
+    fits = scores.drop_duplicates(["method", "seed"])[["schema_version", "run_id", "model", "layer", "dataset",
+                                                        "modality", "method", "method_params", "n_directions",
+                                                        "seed"]].assign(fvu=0.1, explained_variance=0.9, l0=5.0,
+                                                                        dead_fraction=0.0, fit_seconds=1.0, n_fit=10,
+                                                                        n_probe=10, extra="{}")  # fmt: skip
+    write_tables(tmp_path, scores, fits)
+    read, _ = read_tables(tmp_path)
+    assert isinstance(read["method"].dtype, pd.CategoricalDtype)
+    stability = ranking_stability(read)
+    assert set(stability["kind"]) == {"seeds", "protocols"}
+    assert np.allclose(stability["tau"], 1.0)
