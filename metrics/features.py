@@ -10,7 +10,8 @@
   :class:`CachedGather` lets a similarity gather straight from the cache.
 * :func:`squared_distances`: batched squared Euclidean distances in the Gram form
   ``|a|^2 + |b|^2 - 2 <a, b>``, the form that makes cached LPIPS exact and fast;
-  :func:`with_norm_column` stores each row's squared norm beside it so it is summed once.
+  :func:`centred_rows` stores each row's squared norm beside it (:func:`squared_norms`) so it
+  is summed once.
 * :func:`image_batches`: images of a stimulus set in chunks, as RGB ``[b, 3, H, W]``.
 """
 
@@ -233,10 +234,6 @@ class GramSimilarity(CachedGather):
     def raw_batches(self, stimuli: StimulusSet, idx: np.ndarray) -> Iterator[Tensor]:
         raise NotImplementedError
 
-    def raw_features(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
-        """The embeddings ``[j, D]`` of ``idx`` in one tensor."""
-        return torch.cat(list(self.raw_batches(stimuli, idx)))
-
     def from_squared(self, d2: Tensor) -> Tensor:
         return -d2
 
@@ -290,7 +287,8 @@ def centred_rows(
     raw: Callable[[np.ndarray], Iterator[Tensor]],
     gather: bool = True,
 ) -> Tensor | None:
-    """Cached embeddings for a squared-Euclidean similarity: ``[m, D + 1]`` (see :func:`with_norm_column`).
+    """Cached embeddings for a squared-Euclidean similarity: ``[m, D + 1]``, each centred row
+    followed by its squared norm (:func:`squared_norms`).
 
     ``raw(idx) -> Iterator[[b, D]]`` computes embeddings batch by batch, in order; each is
     stored minus a centre (the mean raw embedding of the set's first 16 stimuli, so fixed by the
@@ -358,13 +356,8 @@ def squared_norms(rows: Tensor) -> Tensor:
     return torch.linalg.vector_norm(rows, dim=1, keepdim=True, dtype=torch.float64).pow_(2).to(rows.dtype)
 
 
-def with_norm_column(rows: Tensor) -> Tensor:
-    """``[m, D] -> [m, D + 1]``: the rows followed by their squared norms (summed in float64)."""
-    return torch.cat([rows, squared_norms(rows)], dim=1)
-
-
 def distances_from_norm_column(a: Tensor, b: Tensor) -> Tensor:
-    """:func:`squared_distances` for ``[B, m, D + 1]`` and ``[B, p, D + 1]`` rows made by :func:`with_norm_column`."""
+    """:func:`squared_distances` for ``[B, m, D + 1]`` and ``[B, p, D + 1]`` rows made by :func:`centred_rows`."""
     return squared_distances(a[..., :-1], b[..., :-1], a[..., -1], b[..., -1])
 
 

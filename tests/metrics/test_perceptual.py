@@ -94,7 +94,7 @@ def test_small_grayscale_images_are_upsampled_for_a_deep_model():
     big = torch.nn.functional.interpolate(images, size=(least, least), mode="bilinear", align_corners=False)
     assert torch.equal(metric._large_enough(images), big)
     assert torch.equal(metric._large_enough(big), big)
-    assert metric.raw_features(_Gray28(), np.arange(3)).shape[0] == 3
+    assert sum(len(b) for b in metric.raw_batches(_Gray28(), np.arange(3))) == 3
     assert torch.equal(PerceptualConsistency(model="shapes_cnn_untrained")._large_enough(images), images)
 
 
