@@ -21,7 +21,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -78,12 +78,15 @@ class _Table:
         return capacity * (rows[0].numel() * rows.element_size())
 
     def add(self, idx: np.ndarray, rows: Tensor, capacity: int) -> None:
-        if self.data is None or capacity > len(self.data):
+        if self.data is None and capacity == len(rows) and rows.is_contiguous():
+            self.data = rows  # the first rows fill the table: keep them, no copy (GBs at 224 pixels)
+        elif self.data is None or capacity > len(self.data):
             grown = torch.empty((capacity, *rows.shape[1:]), dtype=rows.dtype)
             if self.data is not None:
                 grown[: self.used] = self.data[: self.used]
             self.data = grown
-        self.data[self.used : self.used + len(idx)] = rows
+        if self.data is not rows:
+            self.data[self.used : self.used + len(idx)] = rows
         self.slot[idx] = np.arange(self.used, self.used + len(idx))
         self.used += len(idx)
 
@@ -126,7 +129,8 @@ class FeatureCache:
         gather: bool = True,
     ) -> Tensor | None:
         """Feature rows ``[m, ...]`` of stimuli ``idx [m]`` (any order, repeats allowed);
-        ``compute(missing [j]) -> [j, ...]`` fills the gaps, each missing stimulus once.
+        ``compute(missing [j]) -> [j, ...]`` fills the gaps, each missing stimulus once (a fresh
+        tensor: the first rows of a table are kept as they are, not copied).
         With ``gather=False`` the rows are only made present (None is returned when they are)."""
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         key = (namespace, stimuli_key(stimuli))
@@ -217,7 +221,8 @@ class GramSimilarity(CachedGather):
 
     Subclasses implement ``feature_namespace(stimuli) -> str`` and
     ``raw_batches(stimuli, idx [j]) -> Iterator[[b, D]]`` (the embeddings of ``idx`` in order,
-    batch by batch), and may override ``from_squared(d2)`` (default ``-d2``).
+    batch by batch; a batch may be overwritten by the next, as :func:`into_one_buffer` does, so
+    consumers copy it first), and may override ``from_squared(d2)`` (default ``-d2``).
 
     Protocols call :meth:`similarity_lookup` with every index they will pair up and the probe
     pool. The whole pool is embedded first, in pool order and fixed batches, so every feature
@@ -246,6 +251,18 @@ class GramSimilarity(CachedGather):
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         return self.from_squared(distances_from_norm_column(a, b))
 
+    def pool_table(self, stimuli: StimulusSet, pool: np.ndarray | None) -> _Table | None:
+        """Embed the pool (default: every stimulus) in pool order and fixed batches, so every
+        feature row is the same whatever order calls come in; its cache table, or None when
+        the pool is over the cache budget."""
+        pool = np.unique(np.arange(len(stimuli)) if pool is None else np.asarray(pool, dtype=np.int64))
+        namespace = self.feature_namespace(stimuli)
+        centred_rows(namespace, stimuli, pool, lambda missing: self.raw_batches(stimuli, missing), gather=False)
+        table = FEATURES.table(namespace, stimuli)
+        if table is None or table.data is None or (table.slot[pool] < 0).any():
+            return None
+        return table
+
     def similarity_lookup(
         self, stimuli: StimulusSet, idx: np.ndarray, pool: np.ndarray | None = None
     ) -> Callable[[np.ndarray, np.ndarray], Tensor] | None:
@@ -253,11 +270,8 @@ class GramSimilarity(CachedGather):
         [B, p]) -> [B, m, p]`` reading the pool's Gram matrix, or None to gather rows instead."""
         uses = np.asarray(idx).size
         pool = np.unique(np.arange(len(stimuli)) if pool is None else np.asarray(pool, dtype=np.int64))
-        namespace = self.feature_namespace(stimuli)
-        raw = lambda missing: self.raw_batches(stimuli, missing)  # noqa: E731
-        centred_rows(namespace, stimuli, pool, raw, gather=False)
-        table = FEATURES.table(namespace, stimuli)
-        if table is None or table.data is None or (table.slot[pool] < 0).any():
+        table = self.pool_table(stimuli, pool)
+        if table is None:
             return None  # the pool is over the cache budget: gather per batch
         P = len(pool)
         if P > MAX_GRAM_ROWS or P * P > _GATHER_COST * uses:
@@ -275,6 +289,37 @@ class GramSimilarity(CachedGather):
 
         return lookup
 
+    def mean_pairwise_similarity(
+        self, stimuli: StimulusSet, sets: np.ndarray, pool: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """Mean similarity over the pairs of each set of stimuli ``sets [k, m]`` -> ``[k]``, from
+        each set's sum of rows: ``sum_{i<j} |g_i - g_j|^2 = m sum_i |g_i|^2 - |sum_i g_i|^2``, so
+        each row is read once (one ``embedding_bag`` sum per set) and no ``[m, m]`` products are
+        formed. Exact for the default similarity ``-d2``; None when a subclass overrides
+        :meth:`from_squared` or the pool is over the cache budget."""
+        if type(self).from_squared is not GramSimilarity.from_squared:
+            return None
+        table = self.pool_table(stimuli, pool)
+        sets = np.asarray(sets, dtype=np.int64)
+        if table is None or (table.slot[sets] < 0).any():
+            return None
+        k, m = sets.shape
+        slots = torch.from_numpy(table.slot[sets])
+        norms = table.data[:, -1].double()[slots].sum(dim=1)  # [k]: sum_i |g_i|^2
+        step = max(1, _SUM_BYTES // (table.data.shape[1] * table.data.element_size()))
+        sums_sq = torch.cat(  # [k]: |sum_i g_i|^2
+            [
+                squared_norms(torch.nn.functional.embedding_bag(slots[s : s + step], table.data, mode="sum")[:, :-1])
+                for s in range(0, k, step)
+            ]
+        )
+        mean_d2 = (m * norms - sums_sq).clamp_min_(0) / (m * (m - 1) / 2)
+        return self.from_squared(mean_d2).numpy()
+
+
+#: bytes of row sums formed at once by :meth:`GramSimilarity.mean_pairwise_similarity`
+_SUM_BYTES = 16 * 2**20
+
 
 _CENTRES: dict[tuple[str, str], Tensor] = {}
 _N_CENTRE = 16
@@ -290,7 +335,8 @@ def centred_rows(
     """Cached embeddings for a squared-Euclidean similarity: ``[m, D + 1]``, each centred row
     followed by its squared norm (:func:`squared_norms`).
 
-    ``raw(idx) -> Iterator[[b, D]]`` computes embeddings batch by batch, in order; each is
+    ``raw(idx) -> Iterator[[b, D]]`` computes embeddings batch by batch, in order (a batch may
+    share memory with the next: :func:`into_one_buffer`); each is
     stored minus a centre (the mean raw embedding of the set's first 16 stimuli, so fixed by the
     set, not by call order), which changes no distance and keeps the Gram-form error of float32
     near 1e-7 of a distance. The batches are written into one ``[j, D + 1]`` tensor as they come
@@ -299,7 +345,7 @@ def centred_rows(
     key = (namespace, stimuli_key(stimuli))
     if key not in _CENTRES:
         first = np.arange(min(_N_CENTRE, len(stimuli)))
-        _CENTRES[key] = torch.cat(list(raw(first))).double().mean(dim=0)
+        _CENTRES[key] = torch.cat([batch.double() for batch in raw(first)]).mean(dim=0)
     centre32 = _CENTRES[key].float()
 
     def compute(missing: np.ndarray) -> Tensor:
@@ -308,9 +354,9 @@ def centred_rows(
         for batch in raw(missing):
             if out is None:
                 out = torch.empty((len(missing), batch.shape[1] + 1), dtype=torch.float32)
-            centred = batch.float() - centre32
-            out[pos : pos + len(batch), :-1] = centred
-            out[pos : pos + len(batch), -1:] = squared_norms(centred)
+            rows = out[pos : pos + len(batch)]
+            torch.sub(batch, centre32, out=rows[:, :-1])
+            rows[:, -1] = squared_norms(rows[:, :-1])
             pos += len(batch)
         if out is None or pos != len(missing):
             raise RuntimeError(f"{namespace}: embeddings of {pos} stimuli for {len(missing)}")
@@ -352,8 +398,14 @@ def chunked_products(a: Tensor, b: Tensor) -> Tensor:
 
 
 def squared_norms(rows: Tensor) -> Tensor:
-    """``[m, D] -> [m, 1]``: squared row norms, summed in float64, in ``rows``' dtype."""
-    return torch.linalg.vector_norm(rows, dim=1, keepdim=True, dtype=torch.float64).pow_(2).to(rows.dtype)
+    """``[m, D] -> [m]`` float64: squared row norms, as float32 norms of column chunks (the
+    chunks of :func:`chunked_products`) squared and summed in float64 (float64 norms of whole
+    rows are 30x slower on CPU)."""
+    out = None
+    for start in range(0, rows.shape[-1], _CHUNK_COLUMNS):
+        part = torch.linalg.vector_norm(rows[:, start : start + _CHUNK_COLUMNS], dim=1).double().square_()
+        out = part if out is None else out.add_(part)
+    return out
 
 
 def distances_from_norm_column(a: Tensor, b: Tensor) -> Tensor:
@@ -378,6 +430,24 @@ def image_batches(
         batch_size = int(np.clip(pixels // (first.shape[-1] * first.shape[-2]), 8, 512))
     for s in range(start, len(idx), batch_size):
         yield _as_rgb(stimuli.images(idx[s : s + batch_size]))
+
+
+def into_one_buffer(embed: Callable[[Tensor, Tensor | None], Tensor], batches: Iterable[Tensor]) -> Iterator[Tensor]:
+    """``embed(x, out)`` of each input batch ``x [b, ...]``, written into one CPU buffer
+    ``[b_max, D]`` that every batch reuses: each yielded ``[b, D]`` is overwritten by the next,
+    so copy it before asking for the next. Writing fresh memory costs page faults on CPU (5x
+    the cost of writing memory already touched, for the 64 MB to 150 MB batches of LPIPS).
+    ``embed(x, None)`` allocates its result; on an accelerator the result is copied into the
+    buffer."""
+    buffer: Tensor | None = None
+    for x in batches:
+        if buffer is None or len(x) > len(buffer):
+            buffer = embed(x, None).cpu()
+            yield buffer
+        elif x.device.type == "cpu":
+            yield embed(x, buffer[: len(x)])
+        else:
+            yield buffer[: len(x)].copy_(embed(x, None))
 
 
 def _as_rgb(images) -> Tensor:

@@ -27,7 +27,7 @@ from benchmark.data.base import StimulusSet
 from benchmark.errors import UserError
 from benchmark.registry import MODELS
 from metrics.base import SimilarityMetric
-from metrics.features import GramSimilarity, image_batches
+from metrics.features import GramSimilarity, image_batches, into_one_buffer
 
 _MAX_DEFAULT_LAYERS = 5
 
@@ -122,12 +122,12 @@ def default_layers(adapter: Any, probe: Tensor) -> tuple[str, ...]:
     return tuple(spatial[i] for i in pick)
 
 
-def perceptual_embedding(maps: list[Tensor]) -> Tensor:
+def perceptual_embedding(maps: list[Tensor], out: Tensor | None = None) -> Tensor:
     """``[b, D]`` with ``|e(x) - e(y)|^2 = d(x, y)``: per layer, unit channel norm per position
     (eps 1e-10, as LPIPS), divided by ``sqrt(H W)``, flattened; layers concatenated."""
     from metrics.lpips import normalized_flat
 
-    return normalized_flat(maps, [None] * len(maps))
+    return normalized_flat(maps, [None] * len(maps), out)
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
     device: str = "auto"
     modalities: ClassVar[frozenset[str]] = frozenset({"vision"})
     requires: ClassVar[frozenset[str]] = frozenset({"images"})
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: position-major features (metrics.lpips.normalized_flat)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -206,13 +206,13 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
 
     def raw_batches(self, stimuli: StimulusSet, idx: np.ndarray) -> Iterator[Tensor]:
         """Embeddings ``[b, D]`` of stimuli ``idx``, in order, batch by batch (the model runs
-        here, in batches of ~4M pixels)."""
+        here, in batches of ~4M pixels; each batch reuses the previous one's memory)."""
         adapter = self.adapter()
         layers = self.resolved_layers(stimuli)
         device = self._device()
         adapter.net.to(device)
-        for images in image_batches(stimuli, idx):
-            yield perceptual_embedding(feature_maps(adapter, self._large_enough(images).to(device), layers)).cpu()
+        images = (self._large_enough(b).to(device) for b in image_batches(stimuli, idx))
+        yield from into_one_buffer(lambda x, out: perceptual_embedding(feature_maps(adapter, x, layers), out), images)
 
     def _large_enough(self, images: Tensor) -> Tensor:
         """Images ``[b, C, h, w]`` upsampled to the model's ``min_input_size`` (when it declares one)

@@ -15,7 +15,9 @@ direction's trials are the same trials that code would run.
 
 A metric may answer similarities straight from indices: ``similarity_lookup(stimuli, idx,
 pool)`` sees every index first and returns ``lookup(a_idx, b_idx)`` (e.g. reading a cached
-Gram matrix; see :class:`metrics.features.GramSimilarity`) or None. Otherwise directions are
+Gram matrix; see :class:`metrics.features.GramSimilarity`) or None; for consistency it may
+also answer ``mean_pairwise_similarity(stimuli, sets, pool) -> [k]`` whole (GramSimilarity
+does, from each set's sum of rows). Otherwise directions are
 scored in batches of gathered embeddings, sized so that a batch stays near ``_BATCH_BYTES``
 (64 directions for small embeddings, fewer for LPIPS features at 224 pixels).
 """
@@ -57,9 +59,14 @@ def consistency(metric: SimilarityMetric, examples: TopExamples, n: int) -> np.n
     m = top.shape[1]
     off_diag = ~torch.eye(m, dtype=torch.bool)
     out = []
-    lookup = _lookup(metric, examples.stimuli, top, getattr(examples, "pool", None))
+    pool = getattr(examples, "pool", None)
+    lookup = _lookup(metric, examples.stimuli, top, pool)
     if lookup is not None:
         return (lookup(top, top).double()[:, off_diag].sum(dim=1) / off_diag.sum()).cpu().numpy()
+    set_means = getattr(metric, "mean_pairwise_similarity", None)
+    scores = None if set_means is None else set_means(examples.stimuli, top, pool)
+    if scores is not None:
+        return scores
     s, batch = 0, 1  # the first batch is one direction: it tells the embedding size
     while s < len(top):
         emb = metric.gather(examples.stimuli, top[s : s + batch])  # [B, m, ...]

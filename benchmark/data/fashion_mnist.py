@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from benchmark.data.base import StimulusSet
+from benchmark.data.images import to_float
 from benchmark.errors import UserError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -103,7 +104,7 @@ class FashionMNIST(StimulusSet):
 
     def images(self, idx: np.ndarray) -> torch.Tensor:
         """Images ``[m, 1, 28, 28]`` float32 in [0, 1]."""
-        return torch.from_numpy(np.multiply(self.images_uint8(idx), np.float32(1 / 255), dtype=np.float32))
+        return to_float(self.images_uint8(idx))
 
     def labels(self, idx: np.ndarray) -> np.ndarray:
         return self._labels[np.asarray(idx, dtype=np.int64)]

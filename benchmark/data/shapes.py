@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from benchmark.data.base import StimulusSet
+from benchmark.data.images import to_float
 from benchmark.errors import UserError
 
 SHAPES = ("circle", "triangle", "square", "hexagon", "cross", "ring")
@@ -226,4 +227,4 @@ class Shapes(StimulusSet):
 
     def images(self, idx: np.ndarray) -> torch.Tensor:
         """Images ``[m, 3, size, size]`` float32 in [0, 1]."""
-        return torch.from_numpy(np.multiply(self.images_uint8(idx), np.float32(1 / 255), dtype=np.float32))
+        return to_float(self.images_uint8(idx))

@@ -3,6 +3,8 @@ weights): cached Gram-form distances equal ``lpips.LPIPS`` to 1e-5; skips withou
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ import torch
 from benchmark.data.base import StimulusSet
 from benchmark.errors import UserError
 from metrics.base import Ranked, TopExamples
-from metrics.features import FEATURES
+from metrics.features import FEATURES, image_batches
 from metrics.lpips import ALEXNET_FILE, LPIPSConsistency
 
 lpips = pytest.importorskip("lpips")
@@ -99,6 +101,22 @@ def test_protocols_use_the_package_values_and_run_the_backbone_once_per_image(re
     emb = metric.gather(stimuli, top)
     sim = metric.pairwise(emb, emb).double().numpy()
     np.testing.assert_allclose(sim[:, off].mean(axis=1), expected, atol=1e-5)
+    # and so does the route large pools take: each set's sum of rows (no pairwise products)
+    np.testing.assert_allclose(metric.mean_pairwise_similarity(stimuli, top), expected, atol=1e-5)
+
+
+def test_embeddings_in_several_batches_equal_one_batch(reference, monkeypatch):
+    """Batches share one output buffer: rows embedded 3 at a time equal rows embedded at once."""
+    _, path = reference
+    stimuli = Noise(10, 64, seed=5)
+    metric = LPIPSConsistency(weights=str(path), device="cpu")
+    FEATURES.clear()
+    at_once = metric.embed(stimuli, np.arange(10))
+    FEATURES.clear()
+    monkeypatch.setattr("metrics.lpips.image_batches", functools.partial(image_batches, batch_size=3))
+    in_threes = metric.embed(stimuli, np.arange(10))
+    torch.testing.assert_close(in_threes, at_once, rtol=0, atol=1e-6)
+    FEATURES.clear()
 
 
 def test_scores_do_not_depend_on_call_order(reference):
