@@ -260,7 +260,7 @@ def objective(x: Tensor, codes: Tensor, dictionary: Tensor, alpha: float) -> Ten
     return 0.5 * ((x - codes @ dictionary) ** 2).sum(1) + alpha * codes.abs().sum(1)
 
 
-def update_dictionary(dictionary: Tensor, a: Tensor, b: Tensor, passes: int = 1, *, per_atom: bool = False) -> Tensor:
+def update_dictionary(dictionary: Tensor, a: Tensor, b: Tensor, passes: int = 1) -> Tensor:
     """Block coordinate descent on ``0.5 tr(D^T A D) - tr(D^T B)`` with unit-norm rows.
 
     ``dictionary [k, d]``, ``a = z^T z [k, k]``, ``b = z^T x [k, d]``; unused atoms
@@ -269,20 +269,11 @@ def update_dictionary(dictionary: Tensor, a: Tensor, b: Tensor, passes: int = 1,
     One sweep of atom-by-atom updates ``d_j <- (b_j - sum_{i != j} a_ji d_i) / a_jj`` is a
     Gauss-Seidel sweep on ``A D = B``, i.e. one triangular solve
     ``(diag(A) + tril(A, -1)) D' = B - triu(A, 1) D``; the rows are then scaled to unit norm.
-    ``per_atom=True`` runs the sweep as a loop (Mairal et al. 2010, scikit-learn), normalising
-    each atom before the next uses it (``k`` small steps instead of one solve); the solve
-    normalises after the sweep, the same update when the atoms' norms change little.
+    (The atom-by-atom loop of Mairal et al. 2010 and scikit-learn normalises each atom before
+    the next uses it: ``k`` small steps instead of one solve; the same update when the atoms'
+    norms change little.)
     """
-    diag = torch.diagonal(a)
-    if per_atom:
-        for _ in range(passes):
-            for j, ajj in enumerate(diag.tolist()):
-                if ajj <= 1e-10:
-                    continue
-                row = dictionary[j] + (b[j] - a[j] @ dictionary) / ajj
-                dictionary[j] = row / row.norm().clamp_min(1e-12)
-        return dictionary
-    used = diag > 1e-10
+    used = torch.diagonal(a) > 1e-10
     if not bool(used.any()):
         return dictionary
     lower = torch.tril(a) * used[:, None]  # unused rows: the identity, so their atoms stay

@@ -127,13 +127,12 @@ def test_encode_reaches_the_lasso_optimum():
     assert torch.allclose(old_style.encode(acts[:200]), exact)
 
 
-@pytest.mark.parametrize("per_atom", [False, True], ids=["triangular", "per-atom"])
-def test_dictionary_update_solves_the_quadratic_with_fixed_codes(per_atom):
+def test_dictionary_update_solves_the_quadratic_with_fixed_codes():
     """With exact statistics of planted codes, block coordinate descent returns the planted atoms."""
     acts, features, codes = sparse_toy_data(n=4000, d=32, m=48)
     a, b = codes.T @ codes, codes.T @ acts
     start = torch.nn.functional.normalize(features + 0.3 * torch.randn(features.shape), dim=1)
-    updated = update_dictionary(start.clone(), a, b, passes=30, per_atom=per_atom)
+    updated = update_dictionary(start.clone(), a, b, passes=30)
     assert torch.allclose(updated, features, atol=1e-3)
 
 
