@@ -251,11 +251,10 @@ class GramSimilarity(CachedGather):
     def pairwise(self, a: Tensor, b: Tensor) -> Tensor:
         return self.from_squared(distances_from_norm_column(a, b))
 
-    def pool_table(self, stimuli: StimulusSet, pool: np.ndarray | None) -> _Table | None:
-        """Embed the pool (default: every stimulus) in pool order and fixed batches, so every
-        feature row is the same whatever order calls come in; its cache table, or None when
-        the pool is over the cache budget."""
-        pool = np.unique(np.arange(len(stimuli)) if pool is None else np.asarray(pool, dtype=np.int64))
+    def pool_table(self, stimuli: StimulusSet, pool: np.ndarray) -> _Table | None:
+        """Embed the pool (sorted unique indices, :func:`pool_indices`) in pool order and fixed
+        batches, so every feature row is the same whatever order calls come in; its cache
+        table, or None when the pool is over the cache budget."""
         namespace = self.feature_namespace(stimuli)
         centred_rows(namespace, stimuli, pool, lambda missing: self.raw_batches(stimuli, missing), gather=False)
         table = FEATURES.table(namespace, stimuli)
@@ -269,7 +268,7 @@ class GramSimilarity(CachedGather):
         """Embed the pool (default: every stimulus) and return ``lookup(a_idx [B, m], b_idx
         [B, p]) -> [B, m, p]`` reading the pool's Gram matrix, or None to gather rows instead."""
         uses = np.asarray(idx).size
-        pool = np.unique(np.arange(len(stimuli)) if pool is None else np.asarray(pool, dtype=np.int64))
+        pool = pool_indices(stimuli, pool)
         table = self.pool_table(stimuli, pool)
         if table is None:
             return None  # the pool is over the cache budget: gather per batch
@@ -299,7 +298,7 @@ class GramSimilarity(CachedGather):
         :meth:`from_squared` or the pool is over the cache budget."""
         if type(self).from_squared is not GramSimilarity.from_squared:
             return None
-        table = self.pool_table(stimuli, pool)
+        table = self.pool_table(stimuli, pool_indices(stimuli, pool))
         sets = np.asarray(sets, dtype=np.int64)
         if table is None or (table.slot[sets] < 0).any():
             return None
@@ -315,6 +314,11 @@ class GramSimilarity(CachedGather):
         )
         mean_d2 = (m * norms - sums_sq).clamp_min_(0) / (m * (m - 1) / 2)
         return self.from_squared(mean_d2).numpy()
+
+
+def pool_indices(stimuli: StimulusSet, pool: np.ndarray | None) -> np.ndarray:
+    """The probe pool as sorted unique indices ``[P]`` (None: every stimulus)."""
+    return np.unique(np.arange(len(stimuli)) if pool is None else np.asarray(pool, dtype=np.int64))
 
 
 #: bytes of row sums formed at once by :meth:`GramSimilarity.mean_pairwise_similarity`
