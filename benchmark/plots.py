@@ -318,11 +318,13 @@ def build_plots(
     out_dir: Path,
     formats: tuple[str, ...] = PLOT_FORMATS,
     reuse: Path | None = None,
+    tables: str | None = None,
 ) -> dict[str, dict[str, Path]]:
     """Write both figures of every task into ``out_dir``.
 
     ``reuse``: another plots folder (e.g. the run's own ``plots/``); when it holds the figures of
-    these very tables, they are copied instead of drawn.
+    these very tables, they are copied instead of drawn. ``tables``: :func:`tables_digest` of
+    ``scores, fits`` when the caller has it already (hashing 4M score rows takes a second).
 
     Returns:
         ``{task_slug: {"pareto": base path, "scores": base path}}`` (paths without suffix).
@@ -338,7 +340,7 @@ def build_plots(
     for task in sorted(scores[TASK_KEYS].drop_duplicates().itertuples(index=False, name=None)):
         slug = task_slug(task)
         written[slug] = {"pareto": out_dir / f"{slug}__pareto", "scores": out_dir / f"{slug}__scores"}
-    digest = _tables_digest(scores, fits, formats)
+    digest = _figures_digest(tables or tables_digest(scores, fits), formats)
     expected = [f"{p.name}.{f}" for d in written.values() for p in d.values() for f in formats]
     if outputs_fresh(out_dir, digest, expected):
         return written  # the same tables were already drawn: figures are a function of them
@@ -368,22 +370,35 @@ def build_plots(
 
 
 def figures_ready(
-    scores: pd.DataFrame, fits: pd.DataFrame, folder: Path, formats: tuple[str, ...] = PLOT_FORMATS
+    scores: pd.DataFrame,
+    fits: pd.DataFrame,
+    folder: Path,
+    formats: tuple[str, ...] = PLOT_FORMATS,
+    tables: str | None = None,
 ) -> bool:
-    """Whether ``folder`` already holds every figure of these tables in ``formats``."""
+    """Whether ``folder`` already holds every figure of these tables in ``formats``
+    (``tables``: their :func:`tables_digest`, when known)."""
     slugs = [task_slug(t) for t in scores[TASK_KEYS].drop_duplicates().itertuples(index=False, name=None)]
     names = [f"{slug}__{kind}.{f}" for slug in slugs for kind in ("pareto", "scores") for f in formats]
-    return outputs_fresh(folder, _tables_digest(scores, fits, formats), names)
+    return outputs_fresh(folder, _figures_digest(tables or tables_digest(scores, fits), formats), names)
 
 
-def _tables_digest(scores: pd.DataFrame, fits: pd.DataFrame, formats: tuple[str, ...]) -> str:
-    """Content hash of the tables, the plotting code version and matplotlib's version."""
+def tables_digest(scores: pd.DataFrame, fits: pd.DataFrame) -> str:
+    """Content hash of the results tables (values and column names)."""
     import hashlib
 
-    import matplotlib
-
-    h = hashlib.sha256(f"{PLOTS_VERSION}|{matplotlib.__version__}|{formats}".encode())
+    h = hashlib.sha256()
     for df in (scores, fits):
         h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
         h.update("|".join(df.columns).encode())
     return h.hexdigest()
+
+
+def _figures_digest(tables: str, formats: tuple[str, ...]) -> str:
+    """What the figures are a function of: the tables' digest, the plotting code version,
+    matplotlib's version and the formats."""
+    import hashlib
+
+    import matplotlib
+
+    return hashlib.sha256(f"{PLOTS_VERSION}|{matplotlib.__version__}|{formats}|{tables}".encode()).hexdigest()

@@ -82,7 +82,7 @@ def _direction_scores(fit_scores: pd.DataFrame) -> dict[int, list]:
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write the report of ``run_dir`` into ``out_dir`` (default ``run_dir/report``); returns index.html."""
-    from benchmark.plots import PLOT_FORMATS, build_plots, figures_ready
+    from benchmark.plots import PLOT_FORMATS, build_plots, figures_ready, tables_digest
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "report"
@@ -100,8 +100,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     stamp_outputs(out, None)
     _copy(HERE / "static" / "style.css", out / "static" / "style.css")
     # the run's own figures are copied when they match these tables; else PNGs only are drawn (half the time)
-    formats = PLOT_FORMATS if figures_ready(scores, fits, run_dir / "plots") else ("png",)
-    plots = build_plots(scores, fits, out / "plots", formats=formats, reuse=run_dir / "plots")
+    tables = tables_digest(scores, fits)
+    formats = PLOT_FORMATS if figures_ready(scores, fits, run_dir / "plots", tables=tables) else ("png",)
+    plots = build_plots(scores, fits, out / "plots", formats=formats, reuse=run_dir / "plots", tables=tables)
 
     tasks_ctx = []
     for table in boards.tasks:
