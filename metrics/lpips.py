@@ -132,8 +132,7 @@ def normalized_flat(maps: list[Tensor], sqrt_w: list[Tensor | None], out: Tensor
         view = out[:, start : start + c * h * wd].view(b, h, wd, c)
         inv = (torch.linalg.vector_norm(hwc, dim=-1, keepdim=True) + 1e-10).reciprocal_()
         torch.mul(hwc, inv, out=view)
-        scale = torch.full((c,), 1 / np.sqrt(h * wd)) if w is None else w.float() / np.sqrt(h * wd)
-        view.mul_(scale.to(view.device))
+        view.mul_(1 / np.sqrt(h * wd) if w is None else (w.float() / np.sqrt(h * wd)).to(view.device))
         start += c * h * wd
     return out
 
