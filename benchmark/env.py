@@ -23,13 +23,22 @@ _PACKAGES = (
 
 
 def resolve_device(name: str):
-    """``"auto"`` -> CUDA when present, else CPU; ``"cuda"`` without a GPU is an error."""
+    """``"auto"`` -> CUDA when present, else CPU; ``"cuda"`` without a GPU is an error.
+
+    On CUDA, TF32 is turned off for convolutions and matrix products: cuDNN convolutions run in
+    TF32 by default (10-bit mantissa), which moves a CNN's activations by ~1e-3 relative and so
+    reorders near-tied top stimuli; with it off, GPU stores agree with CPU ones to float32
+    rounding (tests/test_cuda.py).
+    """
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {name!r} requested but no CUDA GPU is available (use device = 'auto' or 'cpu')")
+    if name.startswith("cuda"):
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     return torch.device(name)
 
 

@@ -12,6 +12,7 @@ must agree: the script prints the largest difference.
 
     OMP_NUM_THREADS=2 .venv/bin/python perf/lpips_cached.py
     OMP_NUM_THREADS=2 .venv/bin/python perf/lpips_cached.py --sizes 64 --baseline-directions 64
+    .venv/bin/python perf/lpips_cached.py --device cuda      # both sides on the GPU
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=16)
     parser.add_argument("--pool", type=int, default=2000, help="probe images the top sets are drawn from")
     parser.add_argument("--baseline-directions", type=int, nargs="+", default=[32, 4], help="per size")
+    parser.add_argument("--device", default="cpu", help="where both sides run (cpu, cuda)")
     args = parser.parse_args()
     os.environ.setdefault("INTERPBENCH_FEATURE_CACHE_MB", "8192")  # a 224-pixel pool needs ~4 GB
 
@@ -52,7 +54,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     weights = tmp / "alexnet-random.safetensors"
     save_file({f"features.{k.split('.', 1)[1]}": v.contiguous() for k, v in ref.net.state_dict().items()}, str(weights))
-    print(f"threads {torch.get_num_threads()}; {args.directions} directions x top-{args.top} from {args.pool} images")
+    ref.to(args.device)
+    gpu = f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""
+    print(
+        f"device {args.device}{gpu}; threads {torch.get_num_threads()}; "
+        f"{args.directions} directions x top-{args.top} from {args.pool} images"
+    )
     rng = np.random.default_rng(0)
     top = np.stack([rng.choice(args.pool, args.top, replace=False) for _ in range(args.directions)])
     pairs = np.array([(i, j) for i in range(args.top) for j in range(i + 1, args.top)])
@@ -61,7 +68,7 @@ def main() -> None:
         stimuli.images_uint8(np.arange(args.pool))  # rendered once, outside both timings
         ranked = Ranked(top, np.zeros(top.shape, np.float32), top[:, ::-1].copy(), np.zeros(top.shape, np.float32))
         examples = TopExamples(stimuli, {0.0: ranked})
-        metric = LPIPSConsistency(weights=str(weights), n=args.top, device="cpu")
+        metric = LPIPSConsistency(weights=str(weights), n=args.top, device=args.device)
         FEATURES.clear()
         start = time.perf_counter()
         cached = metric.score(examples)
@@ -76,9 +83,9 @@ def main() -> None:
         start = time.perf_counter()
         with torch.no_grad():
             for d in range(n_base):
-                images = stimuli.images(top[d])
+                images = stimuli.images(top[d]).to(args.device)
                 dist = ref(images[pairs[:, 0]], images[pairs[:, 1]], normalize=True).reshape(-1)
-                base[d] = -dist.double().mean().item()
+                base[d] = -dist.double().mean().item()  # .item() waits for the GPU
         t_base = (time.perf_counter() - start) * args.directions / n_base
         diff = np.abs(base - cached[:n_base]).max()
         n_pairs = args.directions * len(pairs)

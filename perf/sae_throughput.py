@@ -170,7 +170,8 @@ def main() -> None:
     device = torch.device(args.device)
     gen = torch.Generator().manual_seed(1)
     batches = [torch.randn(BATCH, D_IN, generator=gen).to(device) for _ in range(args.warmup + args.steps)]
-    print(f"d_in {D_IN}, width {WIDTH}, k {K}, batch {BATCH}, device {device}, torch threads {torch.get_num_threads()}")
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    print(f"d_in {D_IN}, width {WIDTH}, k {K}, batch {BATCH}, device {device}{gpu}, torch threads {torch.get_num_threads()}")
     steps: dict[str, Callable] = {}
     for name, make in CONTENDERS.items():
         if args.only and not any(s.lower() in name.lower() for s in args.only):

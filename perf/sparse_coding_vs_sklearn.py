@@ -8,6 +8,7 @@ features (mean max |cosine|, both ways). Prints both fit times (ours timed befor
 scikit-learn; the slower counts) and their ratio, and whether the issue's goal is met.
 
     OMP_NUM_THREADS=2 .venv/bin/python perf/sparse_coding_vs_sklearn.py
+    .venv/bin/python perf/sparse_coding_vs_sklearn.py --device cuda   # ours on the GPU
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ def fit_ours(acts: torch.Tensor, args: argparse.Namespace, epochs: int | None = 
         fit_tol=args.fit_tol,
     )
     start, cpu = time.perf_counter(), time.process_time()
-    basis = method.fit(acts, seed=0)
+    basis = method.fit(acts, seed=0, device=args.device).to("cpu")
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
     return basis, time.perf_counter() - start, time.process_time() - cpu
 
 
@@ -61,10 +64,15 @@ def main() -> None:
     parser.add_argument("--fista-iters", type=int, default=SparseCoding.fista_iters)
     parser.add_argument("--fit-tol", type=float, default=SparseCoding.fit_tol)
     parser.add_argument("--skip-sklearn", action="store_true", help="time ours only")
+    parser.add_argument("--device", default="cpu", help="where ours runs (cpu, cuda); scikit-learn runs on the CPU")
     args = parser.parse_args()
 
     acts, features, codes = sparse_toy_data(n=args.n)
-    print(f"data {tuple(acts.shape)}, {args.atoms} atoms, alpha {args.alpha}, torch threads {torch.get_num_threads()}")
+    gpu = f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""
+    print(
+        f"data {tuple(acts.shape)}, {args.atoms} atoms, alpha {args.alpha}, torch threads {torch.get_num_threads()}, "
+        f"ours on {args.device}{gpu}"
+    )
     print(f"true codes: objective {float(objective(acts[:4000], codes[:4000], features, args.alpha).mean()):.4f}")
     print(f"true features: converged objective {converged_objective(acts, features, args.alpha):.4f}")
     print(
