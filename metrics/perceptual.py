@@ -196,8 +196,12 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
 
         key = (self.model, str(self.image_size), stimuli_key(stimuli))
         if key not in _LAYERS:
-            probe = next(image_batches(stimuli, np.arange(1), 1))
-            _LAYERS[key] = default_layers(self.adapter(), probe)
+            # the adapter is shared by every instance in this process: another one may have left
+            # its network on another device, so the probe runs where this one puts it
+            adapter, device = self.adapter(), self._device()
+            adapter.net.to(device)
+            probe = next(image_batches(stimuli, np.arange(1), 1)).to(device)
+            _LAYERS[key] = default_layers(adapter, probe)
         return _LAYERS[key]
 
     def feature_namespace(self, stimuli: StimulusSet) -> str:

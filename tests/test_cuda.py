@@ -11,20 +11,30 @@ PyTorch uses for cuDNN convolutions by default. Tolerances, per case:
 
 * closed-form bases (``neurons``, ``random``, ``pca``): the same directions to 1e-4 (``|cos|``
   of matched rows; float64 eigensolvers on both sides).
-* iterative bases (``ica``, ``kmeans``, ``nmf``, ``sparse_coding``, ``sae_l1``, ``sae_topk``):
-  rounding differences grow over iterations, and a k-means reassignment or a TopK selection
-  can flip on a near-tie, so the two fits are compared as solutions, not bit patterns: on a
-  planted sparse toy, matched directions (one-to-one, by ``|cos|``) agree on average to 0.97
-  and FVU to 0.02 (absolute). Both fits are also checked against the planted features, so a
-  GPU fit that converged somewhere worse fails even when CPU is equally bad.
+* iterative bases (``ica``, ``nmf``, ``sparse_coding``, ``sae_l1``, ``sae_topk``): rounding
+  differences grow over iterations, so the two fits are compared as solutions, not bit
+  patterns: on a planted sparse toy, matched directions (one-to-one, by ``|cos|``) agree on
+  average to 0.97 and FVU to 0.02 (absolute); both recover the planted features alike (0.03).
+  On the CPU alone, a 1e-6 relative perturbation of the data leaves these fits at matched
+  ``|cos|`` 1.0000, so 0.97 leaves room for GPU rounding and none for a different solution.
+* ``kmeans`` is chaotic: the same 1e-6 perturbation on the CPU alone moves a reassignment
+  cascade (matched ``|cos|`` 0.90 on average, one centroid at 0.24; FVU 0.476 against 0.482), and
+  on an H200 the GPU fit differed from the CPU fit in the same way. Its two fits are compared
+  by quality: FVU within 0.02 and recovery of the planted features within 0.03, directions
+  matched to 0.8 on average.
 * encode of one fitted basis: codes agree to 1e-4 of their scale (linear and k-means codes),
   1e-3 for the iterative sparse codes (FISTA stopping on a tolerance).
 * top-k: identical indices on codes without near-ties.
 * metric scores on identical top examples: 1e-5 absolute (float32 features summed in float64).
+* the whole harness: stores agree to float32 rounding, but a stimulus whose activation ties
+  its neighbour's to ~1e-6 may swap across the edge of a top set (or a psychophysics reference
+  rank), which moves that direction's score. So per cell, at least 80% of the directions score
+  the same to 1e-5, and the cell medians agree to 0.01 (1% of the value for larger scales).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -90,7 +100,8 @@ def test_fit_agrees(name, toy):
     if name in CLOSED_FORM:
         assert cos.min() > 1 - 1e-4, f"{name}: closed-form directions differ across devices ({cos.min():.6f})"
     else:
-        assert cos.mean() > 0.97, f"{name}: matched directions agree to {cos.mean():.4f} on average"
+        least = 0.8 if name == "kmeans" else 0.97
+        assert cos.mean() > least, f"{name}: matched directions agree to {cos.mean():.4f} on average"
     stats_cpu, stats_other = compute_stats(cpu, store), compute_stats(other, store)
     if not np.isnan(stats_cpu["fvu"]):
         assert abs(stats_cpu["fvu"] - stats_other["fvu"]) < (1e-5 if name in CLOSED_FORM else 0.02)
@@ -142,6 +153,66 @@ def test_top_examples_agree(tmp_path):
     a = top_examples(rot, store, 40, device="cpu")[0.0]
     b = top_examples(rot, store, 40, device=OTHER)[0.0]
     np.testing.assert_allclose(a.top_val, b.top_val, rtol=1e-5, atol=1e-4)
+
+
+def _vision_examples(n_directions: int = 12):
+    """Shapes stimuli and their top examples (both bands, 200 per side) for codes that read
+    planted factors, ranked once on the CPU: ``(stimuli, examples)``."""
+    from benchmark.data.shapes import Shapes
+    from benchmark.topk import top_examples
+    from metrics.base import TopExamples
+
+    stimuli = Shapes(n=1000, size=32, seed=3)
+    rng = np.random.default_rng(0)
+    images = stimuli.images(np.arange(len(stimuli)))  # [N, 3, h, w]
+    mean_rgb = images.mean(dim=(2, 3)).numpy()  # [N, 3]
+    codes = mean_rgb @ rng.standard_normal((3, n_directions)) + 0.05 * rng.standard_normal((len(stimuli), n_directions))
+    store = ActivationStore(codes.astype(np.float32), name="shapes/planted")
+    basis = make_method("neurons").fit(store, seed=0, device="cpu")
+    return stimuli, TopExamples(stimuli, top_examples(basis, store, 200, (0.0, 0.25), device="cpu"))
+
+
+@pytest.mark.parametrize(
+    "name", ["label_consistency", "color_consistency", "perceptual_consistency", "lpips_consistency"]
+)
+@pytest.mark.parametrize("protocol", ["consistency", "psychophysics"])
+def test_vision_metric_scores_agree(name, protocol, tmp_path):
+    """One set of top examples, scored with the metric on the CPU and on ``OTHER``."""
+    from benchmark.registry import METRICS
+    from metrics.features import FEATURES
+    from metrics.perceptual import _LAYERS
+
+    params = {"protocol": protocol}
+    if name == "perceptual_consistency":
+        params["model"] = "shapes_cnn_untrained"
+    if name == "lpips_consistency":
+        params["weights"] = str(_stand_in_alexnet(tmp_path))
+    cls = METRICS.get(name)
+    _, examples = _vision_examples()
+    scores = {}
+    for device in (OTHER, "cpu"):  # the CPU second: a network left on the GPU must not leak into it
+        FEATURES.clear()
+        _LAYERS.clear()
+        extra = {"device": device} if "device" in {f.name for f in dataclasses.fields(cls)} else {}
+        scores[device] = cls(**params, **extra).score_all(examples)
+    for suffix, values in scores["cpu"].items():
+        assert np.isfinite(values).all()
+        np.testing.assert_allclose(values, scores[OTHER][suffix], atol=1e-5, err_msg=f"{name} {suffix}")
+
+
+def _stand_in_alexnet(directory) -> os.PathLike:
+    """A random AlexNet trunk in torchvision's layout (the LPIPS linear weights come from the
+    lpips package, which the test needs)."""
+    from safetensors.torch import save_file
+
+    from metrics.lpips import alexnet_features
+
+    pytest.importorskip("lpips")
+    path = directory / "alexnet-stand-in.safetensors"
+    if not path.exists():
+        torch.manual_seed(0)
+        save_file({f"features.{k}": v.contiguous() for k, v in alexnet_features().state_dict().items()}, str(path))
+    return path
 
 
 GRID = """
@@ -201,42 +272,36 @@ sweep = {{ protocol = ["consistency", "psychophysics"] }}
 
 
 @pytest.mark.slow
-def test_every_metric_scores_alike(tmp_path):
+def test_the_harness_agrees(tmp_path):
     """The whole harness on both devices: activations, fits of the closed-form methods, top-k,
     every built-in metric and its chance level (LPIPS with a stand-in AlexNet of the right shape).
-
-    The untrained CNN's activations go through cuDNN convolutions, which PyTorch runs in TF32 by
-    default; the harness turns TF32 off, so stores agree to float32 rounding and the top sets agree.
-    """
-    from safetensors.torch import save_file
-
+    TF32 is off on CUDA (:func:`benchmark.env.resolve_device`), so stores agree to float32
+    rounding; near-ties may still swap at the edge of a top set (see the module docstring)."""
     from benchmark.cache import Cache
     from benchmark.config import parse_config
     from benchmark.runner import Runner
-    from metrics.lpips import alexnet_features
 
-    pytest.importorskip("lpips")  # ships the LPIPS v0.1 linear weights
-    torch.manual_seed(0)
-    lpips = tmp_path / "alexnet-stand-in.safetensors"  # random AlexNet of the right shape
-    save_file({f"features.{k}": v.contiguous() for k, v in alexnet_features().state_dict().items()}, str(lpips))
-    frames = {}
+    lpips = _stand_in_alexnet(tmp_path)
+    frames, fits = {}, {}
     for device in ("cpu", OTHER):
         cfg = parse_config(GRID.format(device=device, lpips=lpips), "equivalence.toml")
         res = Runner(cfg, Cache(tmp_path / f"cache-{device}"), results_dir=tmp_path / f"r-{device}", progress=False).run()
-        frames[device] = res.scores.sort_values(["model", "method", "metric", "direction"]).reset_index(drop=True)
+        keys = ["model", "method", "metric", "direction"]
+        frames[device] = res.scores.astype({k: str for k in keys[:3]}).sort_values(keys).reset_index(drop=True)
+        fits[device] = res.fits.astype({"model": str, "method": str}).sort_values(["model", "method"])
     a, b = frames["cpu"], frames[OTHER]
-    assert len(a) == len(b) and set(a["metric"].astype(str)) == set(b["metric"].astype(str))
-    assert (a["status"].astype(str) == b["status"].astype(str)).all()
+    assert len(a) == len(b), (len(a), len(b))
+    assert set(a["metric"]) == set(b["metric"])
+    assert (a["status"].astype(str).to_numpy() == b["status"].astype(str).to_numpy()).all()
+    np.testing.assert_allclose(fits["cpu"]["fvu"].to_numpy(float), fits[OTHER]["fvu"].to_numpy(float), atol=1e-4)
     ok = a["status"].astype(str) == "ok"
     assert ok.sum() > 0
-    for metric in sorted(set(a["metric"].astype(str))):
-        rows = ok & (a["metric"].astype(str) == metric)
+    for (model, method, metric), rows in a[ok].groupby(["model", "method", "metric"]).groups.items():
+        x, y = a.loc[rows, "value"].to_numpy(float), b.loc[rows, "value"].to_numpy(float)
+        where = f"{model} {method} {metric}"
+        same = np.isclose(x, y, atol=1e-5, rtol=0)
+        assert same.mean() >= 0.8, f"{where}: {same.mean():.0%} of directions score alike"
+        assert abs(np.median(x) - np.median(y)) <= max(0.01, 0.01 * abs(np.median(x))), where
         np.testing.assert_allclose(
-            a.loc[rows, "value"].to_numpy(float), b.loc[rows, "value"].to_numpy(float), atol=1e-5, err_msg=metric
-        )
-        np.testing.assert_allclose(
-            a.loc[rows, "chance_mean"].to_numpy(float),
-            b.loc[rows, "chance_mean"].to_numpy(float),
-            atol=1e-5,
-            err_msg=metric,
+            a.loc[rows, "chance_mean"].to_numpy(float), b.loc[rows, "chance_mean"].to_numpy(float), atol=1e-5, err_msg=where
         )
