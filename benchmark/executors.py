@@ -357,6 +357,10 @@ class ProcessExecutor(Executor):
     the local executor's. Scoring is single-threaded Python and NumPy for a large part, so two
     workers on two cores finish a grid faster than one process with two torch threads.
 
+    On a CUDA device with ``workers`` unset, cells run in this process instead: worker
+    processes time-slice one GPU (a 16-cell grid on an H200 took 18.2 s with 16 workers,
+    12.5 s in one process; docs/performance.md).
+
     Args:
         workers: processes (default: the CPUs this process may use).
         feature_cache_mb: each worker's feature-cache budget (default: the process-wide
@@ -380,6 +384,9 @@ class ProcessExecutor(Executor):
         runner = getattr(fn, "__self__", None)
         if not isinstance(runner, Runner) or getattr(fn, "__func__", None) is not Runner.run_cell:
             raise RuntimeError("ProcessExecutor runs a Runner's grid cells only (runner.run_cell)")
+        if self.workers is None and runner.device.type == "cuda":
+            yield from LocalExecutor().map(fn, cells)
+            return
         indices = grid_indices(runner, cells)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         workers = max(1, min(self.workers or cpus, len(cells)))

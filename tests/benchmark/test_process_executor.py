@@ -102,3 +102,24 @@ def test_user_error_in_a_worker_reaches_the_parent_as_user_error(tmp_path, monke
         run(text, tmp_path / "c", tmp_path / "r", ProcessExecutor(workers=2))
     assert not any((tmp_path / "c" / "basis").rglob("MANIFEST.json"))
     assert "refusing_plugin" in sys.modules  # the parent imported the plugin too (config parse)
+
+
+def test_on_a_cuda_device_cells_run_in_this_process(tmp_path, monkeypatch):
+    """Worker processes would time-slice one GPU (slower on an H200: docs/performance.md), so with
+    ``workers`` unset a CUDA run maps its cells through the local executor; set workers still fork."""
+    from benchmark.cache import Cache
+    from benchmark.config import parse_config
+    from benchmark.runner import Runner
+
+    runner = Runner(
+        parse_config(TINY.format(methods=METHODS, plugins="[]"), "tiny.toml"),
+        Cache(tmp_path / "c"),
+        results_dir=tmp_path / "r",
+        progress=False,
+    )
+    runner.device = torch.device("cuda")  # only the executor's choice is tested: nothing runs
+    calls = []
+    monkeypatch.setattr(LocalExecutor, "map", lambda self, fn, cells: iter(calls.append(len(cells)) or ["done"]))
+    cells = runner.cells()
+    assert list(ProcessExecutor().map(runner.run_cell, cells)) == ["done"]
+    assert calls == [len(cells)]
