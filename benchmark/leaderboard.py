@@ -125,7 +125,7 @@ def metric_order(metrics) -> list[str]:
     return sorted(metrics, key=key)
 
 
-def summarise(scores: pd.DataFrame) -> pd.DataFrame:
+def summarise(scores: pd.DataFrame, interval: str = "rerun") -> pd.DataFrame:
     """One row per (task, method, params, metric): median, interval, chance, status.
 
     Directions of all seeds are pooled for the median. ``lo, hi``: the rerun interval of
@@ -134,7 +134,8 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
     the direction bootstrap interval; ``interval`` says which (``"seeds"``/``"directions"``).
     ``status`` is ``"ok"`` when any seed scored the metric, else the first skip reason. Columns:
     task keys, ``method, method_params, metric, median, lo, hi, chance, chance_std,
-    higher_is_better, status, n_values, n_seeds, interval``.
+    higher_is_better, status, n_values, n_seeds, interval``. ``interval="directions"`` keeps the
+    direction bootstrap for every cell (what ``interpbench compare --interval directions`` checks).
 
     Vectorised: one groupby for the per-group facts, and the values of all groups sorted once by
     group, so each group's values are a slice (millions of rows take seconds).
@@ -167,6 +168,7 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
             median[i] = np.median(v)
             lo[i], hi[i] = bootstrap_median_ci(v, seed=stable_seed(*key))
     half = _seed_halfwidth(gid[use], scores["seed"].to_numpy()[use], values[use], n_groups)
+    half = half if interval == "rerun" else np.full(n_groups, math.nan)
     lo, hi, interval = rerun_interval(median, lo, hi, half)
     out = meta[keys].assign(
         median=median,

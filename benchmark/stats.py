@@ -124,11 +124,13 @@ def rerun_interval(
     Where ``halfwidth`` is finite (two or more seeds): ``median ± halfwidth``, widened to contain
     the direction interval ``[lo, hi]`` (so seeds that happen to agree never give an interval
     narrower than the directions' own noise); ``kind`` is :data:`INTERVAL_SEEDS`. Elsewhere (one
-    seed) the direction interval as it is, ``kind`` :data:`INTERVAL_DIRECTIONS`.
+    seed) the direction interval as it is, ``kind`` :data:`INTERVAL_DIRECTIONS`; ``kind`` is ``""``
+    for a cell without a median. Centred on the cell median, which a rerun's cell median is
+    compared with (the planted-offset simulation in the tests holds the nominal rate this way).
     """
     median, lo, hi, halfwidth = (np.asarray(a, dtype=float) for a in (median, lo, hi, halfwidth))
     seeds = np.isfinite(halfwidth) & np.isfinite(median)
     out_lo = np.where(seeds, np.fmin(median - halfwidth, lo), lo)
     out_hi = np.where(seeds, np.fmax(median + halfwidth, hi), hi)
-    kind = np.where(seeds, INTERVAL_SEEDS, INTERVAL_DIRECTIONS).astype(object)
+    kind = np.where(seeds, INTERVAL_SEEDS, np.where(np.isfinite(median), INTERVAL_DIRECTIONS, "")).astype(object)
     return out_lo, out_hi, kind

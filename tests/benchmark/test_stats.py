@@ -43,7 +43,7 @@ def test_rerun_interval_contains_the_direction_interval_and_falls_back_with_one_
         np.array([0.2, 0.3, np.nan, np.nan]),
     )
     assert list(lo[:3]) == [0.5, 0.7, 0.8] and list(hi[:3]) == [1.5, 1.3, 1.3]
-    assert list(kind) == [INTERVAL_SEEDS, INTERVAL_SEEDS, INTERVAL_DIRECTIONS, INTERVAL_DIRECTIONS]
+    assert list(kind) == [INTERVAL_SEEDS, INTERVAL_SEEDS, INTERVAL_DIRECTIONS, ""]
     assert math.isnan(lo[3]) and math.isnan(hi[3])
 
 
