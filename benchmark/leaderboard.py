@@ -6,10 +6,11 @@ hand, and regenerating from the same tables gives byte-identical files.
 Per task (model x layer x dataset), methods (one row per method *and* parameter setting, so an
 SAE sweep gives one row per sparsity) against metrics:
 
-- a metric cell is the median of the per-direction scores (all seeds pooled) with a percentile
-  bootstrap 95% interval over directions (:data:`N_BOOT` resamples, seeded from the cell's key, so
-  the numbers are reproducible); ``†`` marks an interval that contains the chance level, and the
-  best median of each column is bold (all tied bests are);
+- a metric cell is the median of the per-direction scores (all seeds pooled) with its 95% rerun
+  interval (:mod:`benchmark.stats`: a t prediction interval from the per-seed medians, containing
+  the percentile bootstrap over directions, :data:`N_BOOT` resamples seeded from the cell's key;
+  the direction bootstrap alone with one seed); ``†`` marks an interval that contains the chance
+  level, and the best median of each column is bold (all tied bests are);
 - a chance row gives each metric's chance level: the mean (± std) of the metric on random
   stimulus sets of the same size, drawn by the harness;
 - a skipped metric shows ``skipped: <reason>``; a metric not run for a method shows ``–``;
@@ -169,7 +170,7 @@ def summarise(scores: pd.DataFrame, interval: str = "rerun") -> pd.DataFrame:
             lo[i], hi[i] = bootstrap_median_ci(v, seed=stable_seed(*key))
     half = _seed_halfwidth(gid[use], scores["seed"].to_numpy()[use], values[use], n_groups)
     half = half if interval == "rerun" else np.full(n_groups, math.nan)
-    lo, hi, interval = rerun_interval(median, lo, hi, half)
+    lo, hi, kind = rerun_interval(median, lo, hi, half)
     out = meta[keys].assign(
         median=median,
         lo=lo,
@@ -180,7 +181,7 @@ def summarise(scores: pd.DataFrame, interval: str = "rerun") -> pd.DataFrame:
         status=np.where(any_ok, "ok", meta["first_status"].astype(str)),
         n_values=counts.astype(int),
         n_seeds=meta["n_seeds"].astype(int),
-        interval=interval,
+        interval=kind,
     )
     return out[columns].reset_index(drop=True)
 
@@ -498,7 +499,8 @@ def interval_note(summary: pd.DataFrame) -> str:
     pooled = f"Median over directions ({n_seeds} seed{'s' if n_seeds != 1 else ''} pooled)"
     directions = f"bootstrap {CI_LEVEL:.0%} interval over directions, {N_BOOT} resamples"
     if INTERVAL_SEEDS not in kinds:
-        return f"{pooled} [{directions}; one seed, so it does not cover seed-to-seed variation: run several seeds]"
+        why = "one seed, so it" if n_seeds <= 1 else "it"
+        return f"{pooled} [{directions}; {why} does not cover seed-to-seed variation: run several seeds]"
     text = (
         f"{pooled} [{CI_LEVEL:.0%} rerun interval: where the median of a rerun with as many new seeds is "
         "expected, a t prediction interval from the per-seed medians, widened to contain the "
