@@ -1,4 +1,4 @@
-"""``interpbench run | list | leaderboard | report | cache``.
+"""``interpbench run | list | leaderboard | report | publish | validate | compare | cache``.
 
 User errors exit with status 2 and one line on stderr; ``--debug`` shows the traceback.
 """
@@ -141,6 +141,23 @@ def cmd_publish(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from benchmark.compare import compare, load_cells, render
+
+    run = load_cells(args.run)
+    reference = load_cells(args.reference, interval=args.interval)
+    result = compare(run.summary, reference.summary)
+    print(render(result, run, reference))
+    if not result.coverage >= args.min_coverage:
+        print(
+            f"interpbench: coverage {result.coverage:.3f} is below --min-coverage {args.min_coverage:g} "
+            f"({result.inside} of {result.cells} medians of {args.run} inside {args.reference}'s intervals)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def cmd_cache(args) -> int:
     cache = _cache(args)
     if args.action == "info":
@@ -211,6 +228,22 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--results", help="a run directory (e.g. results/runs/latest) for parts 3-5")
     v.add_argument("--out", default="docs", help="where validity.md and validity/ are written")
     v.set_defaults(fn=cmd_validate)
+
+    cp = sub.add_parser("compare", help="check a rerun's cell medians against a reference's intervals")
+    cp.add_argument("run", help="a run directory (results/runs/<run_id>) or a folder with leaderboards/summary.csv")
+    cp.add_argument(
+        "reference", nargs="?", default="results", help="the published results folder (default: results) or a run"
+    )
+    cp.add_argument(
+        "--min-coverage", type=float, default=0.9, help="exit 1 when the overall coverage is below this (default 0.9)"
+    )
+    cp.add_argument(
+        "--interval",
+        choices=["rerun", "directions"],
+        default="rerun",
+        help="when REFERENCE is a run: its rerun interval (default) or the direction-only bootstrap",
+    )
+    cp.set_defaults(fn=cmd_compare)
 
     c = sub.add_parser("cache", help="inspect or clear the stage cache")
     c.add_argument("action", choices=["info", "clear"])

@@ -6,10 +6,11 @@ hand, and regenerating from the same tables gives byte-identical files.
 Per task (model x layer x dataset), methods (one row per method *and* parameter setting, so an
 SAE sweep gives one row per sparsity) against metrics:
 
-- a metric cell is the median of the per-direction scores (all seeds pooled) with a percentile
-  bootstrap 95% interval over directions (:data:`N_BOOT` resamples, seeded from the cell's key, so
-  the numbers are reproducible); ``†`` marks an interval that contains the chance level, and the
-  best median of each column is bold (all tied bests are);
+- a metric cell is the median of the per-direction scores (all seeds pooled) with its 95% rerun
+  interval (:mod:`benchmark.stats`: a t prediction interval from the per-seed medians, containing
+  the percentile bootstrap over directions, :data:`N_BOOT` resamples seeded from the cell's key;
+  the direction bootstrap alone with one seed); ``†`` marks an interval that contains the chance
+  level, and the best median of each column is bold (all tied bests are);
 - a chance row gives each metric's chance level: the mean (± std) of the metric on random
   stimulus sets of the same size, drawn by the harness;
 - a skipped metric shows ``skipped: <reason>``; a metric not run for a method shows ``–``;
@@ -28,7 +29,6 @@ One table model (:class:`Table`) feeds every format: :func:`render_markdown`, :f
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import json
@@ -43,9 +43,16 @@ import pandas as pd
 
 from benchmark.errors import UserError
 from benchmark.results import TASK_KEYS, method_label
+from benchmark.stats import (  # noqa: F401  (re-exported: the leaderboard's statistics)
+    CI_LEVEL,
+    INTERVAL_SEEDS,
+    N_BOOT,
+    bootstrap_median_ci,
+    rerun_interval,
+    seed_prediction_halfwidth,
+    stable_seed,
+)
 
-N_BOOT = 10_000
-CI_LEVEL = 0.95
 TAU_FLAG = 0.6
 FORMATS = ("md", "csv", "latex")
 _SUFFIX = {"md": "md", "csv": "csv", "latex": "tex"}
@@ -55,47 +62,7 @@ DASH = "–"
 DAGGER = "†"
 
 
-# -- statistics ---------------------------------------------------------------------------------
-def stable_seed(*parts: Any) -> int:
-    """A 32-bit seed from the JSON of ``parts`` (same parts, same seed, on every machine)."""
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
-
-
-def bootstrap_median_ci(
-    values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = CI_LEVEL
-) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the median of ``values [m]`` (NaNs dropped).
-
-    The bootstrap distribution is that of ``np.median`` of ``m`` values drawn with replacement,
-    sampled ``n_boot`` times; the interval is its ``(1 - level) / 2`` and ``(1 + level) / 2``
-    percentiles (linear interpolation). ``(nan, nan)`` when no value is finite.
-
-    Each resample's median is drawn directly, in O(1) instead of O(m): drawing ``m`` indices
-    uniformly is ``floor(m * U)`` for ``m`` iid uniforms ``U``, and the middle order statistics of
-    uniforms are ``U_(r) ~ Beta(r, m - r + 1)`` and ``U_(r+1) = U_(r) + (1 - U_(r)) Beta(1, m - r)``;
-    the median is the sorted value at ``floor(m U_(r))`` (odd ``m``, ``r = (m + 1) / 2``) or the
-    mean of those at ``U_(r)`` and ``U_(r+1)`` (even ``m``, ``r = m / 2``). Same distribution as
-    resampling, without the ``n_boot x m`` work (tests check both agree).
-    """
-    v = np.sort(np.asarray(values, dtype=float).ravel())
-    v = v[np.isfinite(v)]
-    m = len(v)
-    if m == 0:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    r = (m + 1) // 2
-    u_low = rng.beta(r, m - r + 1, size=n_boot)
-    low = v[np.minimum((u_low * m).astype(np.int64), m - 1)]
-    if m % 2:
-        medians = low
-    else:
-        u_high = u_low + (1.0 - u_low) * rng.beta(1, m - r, size=n_boot)
-        medians = (low + v[np.minimum((u_high * m).astype(np.int64), m - 1)]) / 2
-    lo, hi = np.percentile(medians, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
-
-
+# -- statistics (the functions themselves live in benchmark.stats) ---------------------------
 def average_ranks(medians: pd.Series, higher_is_better: bool) -> pd.Series:
     """Rank 1 = best; ties share the mean of the ranks they span (NaNs stay NaN)."""
     return medians.rank(ascending=not higher_is_better, method="average")
@@ -159,18 +126,24 @@ def metric_order(metrics) -> list[str]:
     return sorted(metrics, key=key)
 
 
-def summarise(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, method, params, metric): median, bootstrap CI, chance, status.
+def summarise(scores: pd.DataFrame, interval: str = "rerun") -> pd.DataFrame:
+    """One row per (task, method, params, metric): median, interval, chance, status.
 
-    Directions of all seeds are pooled. ``status`` is ``"ok"`` when any seed scored the metric,
-    else the first skip reason. Columns: task keys, ``method, method_params, metric, median, lo,
-    hi, chance, chance_std, higher_is_better, status, n_values, n_seeds``.
+    Directions of all seeds are pooled for the median. ``lo, hi``: the rerun interval of
+    :func:`benchmark.stats.rerun_interval` (t prediction interval from the per-seed medians,
+    containing the direction bootstrap interval) where two or more seeds scored the cell, else
+    the direction bootstrap interval; ``interval`` says which (``"seeds"``/``"directions"``).
+    ``status`` is ``"ok"`` when any seed scored the metric, else the first skip reason. Columns:
+    task keys, ``method, method_params, metric, median, lo, hi, chance, chance_std,
+    higher_is_better, status, n_values, n_seeds, interval``. ``interval="directions"`` keeps the
+    direction bootstrap for every cell (what ``interpbench compare --interval directions`` checks).
 
     Vectorised: one groupby for the per-group facts, and the values of all groups sorted once by
     group, so each group's values are a slice (millions of rows take seconds).
     """
     keys = [*TASK_KEYS, "method", "method_params", "metric"]
     columns = [*keys, "median", "lo", "hi", "chance", "chance_std", "higher_is_better", "status", "n_values", "n_seeds"]
+    columns.append("interval")
     if scores.empty:
         return pd.DataFrame(columns=columns)
     grouped = scores.groupby(keys, sort=True)
@@ -195,6 +168,9 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
             v = sorted_values[starts[i] : starts[i] + counts[i]]
             median[i] = np.median(v)
             lo[i], hi[i] = bootstrap_median_ci(v, seed=stable_seed(*key))
+    half = _seed_halfwidth(gid[use], scores["seed"].to_numpy()[use], values[use], n_groups)
+    half = half if interval == "rerun" else np.full(n_groups, math.nan)
+    lo, hi, kind = rerun_interval(median, lo, hi, half)
     out = meta[keys].assign(
         median=median,
         lo=lo,
@@ -205,8 +181,18 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
         status=np.where(any_ok, "ok", meta["first_status"].astype(str)),
         n_values=counts.astype(int),
         n_seeds=meta["n_seeds"].astype(int),
+        interval=kind,
     )
     return out[columns].reset_index(drop=True)
+
+
+def _seed_halfwidth(gid: np.ndarray, seed: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """:func:`benchmark.stats.seed_prediction_halfwidth` of each group ``[n_groups]`` from the
+    finite scored values ``[m]`` with their group ids and seeds: per (group, seed) the median,
+    rows sorted by (group, seed) so the sums do not depend on the input's row order."""
+    frame = pd.DataFrame({"gid": gid, "seed": seed.astype(np.int64), "value": values})
+    per_seed = frame.groupby(["gid", "seed"], sort=True)["value"].median().reset_index()
+    return seed_prediction_halfwidth(per_seed["gid"].to_numpy(), per_seed["value"].to_numpy(), n_groups)[0]
 
 
 def fit_summary(fits: pd.DataFrame) -> pd.DataFrame:
@@ -473,10 +459,8 @@ def task_table(
             values.update(k=float(f["n_directions"]), **{c.key: float(f[c.key]) for c in fit_columns})
         rows.append(Row(values, method=method, params=params))
 
-    n_seeds = int(summary["n_seeds"].max()) if len(summary) else 0
     notes = [
-        f"Median over directions ({n_seeds} seed{'s' if n_seeds != 1 else ''} pooled) "
-        f"[bootstrap {CI_LEVEL:.0%} interval, {N_BOOT} resamples]; {DAGGER} the interval contains chance; "
+        f"{interval_note(summary)}; {DAGGER} the interval contains chance; "
         "best median per column in bold; ↑/↓: higher/lower is better.",
         "rank: mean rank over this task's metrics (1 = best, ties share ranks); "
         "FVU: fraction of variance unexplained (mean-centred, probe split); L0: mean active directions per sample.",
@@ -505,6 +489,26 @@ def task_table(
             f"(min {fmt(stability['tau_min'], 2)}, {stability['n_seeds']} seeds).{flag}"
         )
     return Table(task_slug(task), _task_label(task), columns, rows, notes, task=task)
+
+
+def interval_note(summary: pd.DataFrame) -> str:
+    """What a cell of ``summary`` (one task's rows) shows: the median, and which interval."""
+    n_seeds = int(summary["n_seeds"].max()) if len(summary) else 0
+    ok = summary[(summary["status"] == "ok") & summary["median"].notna()]
+    kinds = set(ok["interval"]) if "interval" in ok else set()
+    pooled = f"Median over directions ({n_seeds} seed{'s' if n_seeds != 1 else ''} pooled)"
+    directions = f"bootstrap {CI_LEVEL:.0%} interval over directions, {N_BOOT} resamples"
+    if INTERVAL_SEEDS not in kinds:
+        why = "one seed, so it" if n_seeds <= 1 else "it"
+        return f"{pooled} [{directions}; {why} does not cover seed-to-seed variation: run several seeds]"
+    text = (
+        f"{pooled} [{CI_LEVEL:.0%} rerun interval: where the median of a rerun with as many new seeds is "
+        "expected, a t prediction interval from the per-seed medians, widened to contain the "
+        f"{directions}]"
+    )
+    if len(kinds) > 1:
+        text += f"; cells scored by one seed only show the {directions}"
+    return text
 
 
 def _empty_fits() -> pd.DataFrame:

@@ -3,7 +3,7 @@
 Per task (model x layer x dataset) two figures:
 
 - ``<slug>__pareto``: each metric against L0 (left) and against FVU (right): one point per method
-  with its bootstrap 95% interval, and methods run at several settings (an SAE ``k`` sweep) joined
+  with its 95% rerun interval, and methods run at several settings (an SAE ``k`` sweep) joined
   into a curve in order of the x value, as SAEBench compares SAEs along the sparsity Pareto
   front; chance is a grey band (mean ± std of the metric on random stimulus sets);
 - ``<slug>__scores``: the per-direction scores of every method (box plot with each direction as

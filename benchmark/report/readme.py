@@ -116,7 +116,8 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
         "",
         "Generated from the results tables of run "
         f"`{info['run_id']}` by `benchmark.report.readme.write_results_readme`; do not edit by hand. "
-        "Each metric cell is the median over directions with its bootstrap 95% interval; the chance row "
+        "Each metric cell is the median over directions with its 95% rerun interval (where a rerun with new seeds "
+        "is expected to land; the direction bootstrap with one seed); the chance row "
         "gives the metric on random stimulus sets of the same size. See `leaderboards/` for CSV and LaTeX.",
         "",
         "Regenerate with `make benchmark` (= `interpbench run --config default`, then "

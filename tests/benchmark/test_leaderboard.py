@@ -98,8 +98,9 @@ def test_summary_cells_are_median_and_seeded_bootstrap_over_pooled_directions(ta
     ].to_numpy()
     assert len(values) == 27  # 9 directions x 3 seeds pooled
     assert row["median"] == pytest.approx(0.80)  # planted
+    # the planted seeds agree, so the rerun interval is the direction bootstrap it must contain
     assert (row["lo"], row["hi"]) == bootstrap_median_ci(values, seed=stable_seed(*key))
-    assert row["lo"] < 0.80 < row["hi"]
+    assert row["lo"] < 0.80 < row["hi"] and row["interval"] == "seeds"
     assert row["chance"] == 0.5 and row["n_values"] == 27 and row["n_seeds"] == 3
 
 
