@@ -817,3 +817,26 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
     from benchmark.report.readme import write_results_readme as write
 
     return write(run_dir, out_dir)
+
+
+def hygiene_note(manifest: dict | None) -> str | None:
+    """The leaderboard note on a task's stimuli from its ``datasets.json`` entry (None without hygiene)."""
+    h = (manifest or {}).get("hygiene")
+    if not h:
+        return None
+    return (
+        f"Stimuli: {manifest.get('stimuli', h['n_kept']):,} distinct after hygiene "
+        f"(removed {h['removed']:,} of {h['n_input']:,}: {h['exact_duplicates']:,} exact duplicates, "
+        f"{h['near_duplicates']:,} near-duplicates, {h['blank']:,} blank, "
+        f"{h['label_conflicts']:,} in label-conflict groups)."
+    )
+
+
+def add_dataset_notes(boards: Leaderboards, manifests: dict[str, dict]) -> Leaderboards:
+    """Append each task's stimulus-hygiene note (:func:`hygiene_note`) to its table; ``manifests``
+    is a run's ``datasets.json`` (keyed ``model/layer/dataset``)."""
+    for table in boards.tasks:
+        note = hygiene_note(manifests.get("/".join(table.task))) if table.task else None
+        if note and note not in table.notes:
+            table.notes.append(note)
+    return boards

@@ -426,7 +426,9 @@ class Runner:
             return self._run()
 
     def dataset_manifests(self, tasks) -> dict[str, Any]:
-        """Per task label, the ``manifest()`` of its data set where it has one (language corpora)."""
+        """Per task label, the ``manifest()`` of its data set where it has one: language corpora
+        (sources, counts, content hash) and image sets (stimuli per label and the ``hygiene`` counts:
+        blank, exact and near-duplicates, label conflicts removed)."""
         out: dict[str, Any] = {}
         for task in tasks:
             obj = self._task_objects(task)[1]
@@ -474,7 +476,7 @@ class Runner:
         (run_dir / "config.json").write_text(json.dumps(resolved, indent=1, sort_keys=True, default=str))
         (run_dir / "environment.json").write_text(json.dumps(environment(self.device), indent=1, sort_keys=True))
         manifests = self.dataset_manifests({c.task.label: c.task for c in cells}.values())
-        if manifests:  # what each corpus held (sources, counts, content hash), e.g. textmix
+        if manifests:  # what each stimulus set held and what hygiene removed
             (run_dir / "datasets.json").write_text(json.dumps(manifests, indent=1, sort_keys=True, default=str))
         stage_times = stage_table(self.cache.records)
         stage_times.to_csv(run_dir / "stages.csv", index=False)

@@ -3,7 +3,9 @@
 About 8,100 PNGs under ``/usr/share/openclipart/png/<category>/<sub-folders...>/<name>.png``
 in 22 top categories. Each image is composited on white and fitted (padded) into a square of
 ``size`` pixels; decoding happens once and is cached (see :mod:`benchmark.data.images`).
-Unreadable files are skipped and counted (:attr:`Clipart.skipped`), never fatal.
+Unreadable files are skipped and counted (:attr:`Clipart.skipped`), never fatal. Blank images,
+exact and near-duplicates and duplicates filed under several categories are removed and counted
+(:attr:`Clipart.hygiene`, see :mod:`benchmark.data.hygiene`) before ``min_per_class`` applies.
 
 Label: the top category (``label="category"``) or the whole folder path (``"subfolder"``).
 Caption: the words of the file name, without the author name and numeric suffix that the
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from benchmark.data.base import StimulusSet
+from benchmark.data.hygiene import clean_cached, image_manifest
 from benchmark.data.images import _fingerprint, list_images, load_folder_cached, read_rows, to_float
 from benchmark.errors import UserError
 
@@ -110,13 +113,19 @@ class Clipart(StimulusSet):
             self.root, paths, size, fit="pad", background=1.0, grayscale="convert", what="clipart"
         )
         rel = [paths[i].relative_to(self.root) for i in kept]
+        all_keys = [f[0] if label == "category" else "/".join(f) for f in (p.parent.parts for p in rel)]
+        names = sorted(set(all_keys))
+        key_ids = np.array([names.index(k) for k in all_keys], dtype=np.int64)
+        parts = {"dataset": "clipart", "root": str(self.root), "files": self._fingerprint, "size": size}
+        clean, _, self.hygiene = clean_cached(images, key_ids, names, parts)  # distinct, non-blank, one label
+        rel = [rel[i] for i in clean]
         folders = [p.parent.parts for p in rel]
-        keys = [f[0] if label == "category" else "/".join(f) for f in folders]
+        keys = [all_keys[i] for i in clean]
         counts = Counter(keys)
         keep = np.array([counts[k] >= min_per_class for k in keys], dtype=bool)
         if not keep.any():
             raise UserError(f"clipart: no class has at least min_per_class={min_per_class} images")
-        self._rows = np.flatnonzero(keep)  # rows of ``images`` in this set
+        self._rows = clean[keep]  # rows of ``images`` in this set
         self._images = images
         self.label_names = sorted({k for k, ok in zip(keys, keep) if ok})
         lookup = {name: i for i, name in enumerate(self.label_names)}
@@ -138,8 +147,12 @@ class Clipart(StimulusSet):
             "size": self.size,
             "label": self.label,
             "min_per_class": self.min_per_class,
-            "version": 2,
+            "version": 3,  # 3: stimulus hygiene (duplicates, blanks, label conflicts removed)
         }
+
+    def manifest(self) -> dict:
+        """Counts per label and what stimulus hygiene removed (the run's ``datasets.json``)."""
+        return image_manifest(self, unreadable=len(self.skipped))
 
     def images_uint8(self, idx: np.ndarray) -> np.ndarray:
         """Images ``[m, 3, size, size]`` uint8."""

@@ -2,7 +2,8 @@
 
 28 x 28 grayscale images of 10 kinds of clothing, labelled; the caption is the class name.
 Files: ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` under ``root``
-(default ``/usr/share/datasets/fashion-mnist``).
+(default ``/usr/share/datasets/fashion-mnist``). Blank images and exact and near-duplicates are
+removed and counted (:attr:`FashionMNIST.hygiene`, see :mod:`benchmark.data.hygiene`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from benchmark.data.base import StimulusSet
+from benchmark.data.hygiene import clean_cached, image_manifest
 from benchmark.data.images import to_float
 from benchmark.errors import UserError
 
@@ -91,23 +93,31 @@ class FashionMNIST(StimulusSet):
         h.update(self._labels.tobytes())
         h.update(self._images[:: max(1, len(self._images) // 64)].tobytes())
         self._digest = h.hexdigest()
+        full = hashlib.blake2b(self._images.tobytes(), digest_size=16).hexdigest()  # ~0.1 s for 60,000
+        parts = {"dataset": "fashion_mnist", "split": split, "images": full}
+        self._rows, _, self.hygiene = clean_cached(self._images[:, None], self._labels, self.label_names, parts)
 
     def __len__(self) -> int:
-        return len(self._labels)
+        return len(self._rows)
 
     def identity(self) -> dict:
-        return {"name": "fashion_mnist", "split": self.split, "n": len(self), "content": self._digest, "version": 1}
+        # 2: stimulus hygiene (near-duplicates removed)
+        return {"name": "fashion_mnist", "split": self.split, "n": len(self), "content": self._digest, "version": 2}
+
+    def manifest(self) -> dict:
+        """Counts per class and what stimulus hygiene removed (the run's ``datasets.json``)."""
+        return image_manifest(self)
 
     def images_uint8(self, idx: np.ndarray) -> np.ndarray:
         """Images ``[m, 1, 28, 28]`` uint8."""
-        return self._images[np.asarray(idx, dtype=np.int64)][:, None]
+        return self._images[self._rows[np.asarray(idx, dtype=np.int64)]][:, None]
 
     def images(self, idx: np.ndarray) -> torch.Tensor:
         """Images ``[m, 1, 28, 28]`` float32 in [0, 1]."""
         return to_float(self.images_uint8(idx))
 
     def labels(self, idx: np.ndarray) -> np.ndarray:
-        return self._labels[np.asarray(idx, dtype=np.int64)]
+        return self._labels[self._rows[np.asarray(idx, dtype=np.int64)]]
 
     def captions(self, idx: np.ndarray) -> list[str]:
         return [f"a photo of a {CLASSES[i]}" for i in self.labels(idx)]

@@ -5,7 +5,9 @@
 Images are centre-cropped and resized to ``size`` (or padded: ``fit="pad"``), decoded once and
 cached; unreadable files are skipped and counted (:attr:`ImageFolder.skipped`), grayscale
 files are converted to RGB and counted (:attr:`ImageFolder.n_grayscale`), or skipped or refused
-with ``grayscale="skip"`` / ``"error"``.
+with ``grayscale="skip"`` / ``"error"``. Blank images, exact and near-duplicates and duplicates
+filed under several classes are removed and counted (:attr:`ImageFolder.hygiene`, see
+:mod:`benchmark.data.hygiene`).
 
 ``cifar10``: the CIFAR-10 files that torchvision keeps (``cifar-10-batches-py``) or the binary
 version (``cifar-10-batches-bin``) under ``root``; nothing is downloaded. The Python batches are
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from benchmark.data.base import StimulusSet
+from benchmark.data.hygiene import clean_cached, image_manifest
 from benchmark.data.images import _fingerprint, list_images, load_folder_cached, read_rows, to_float
 from benchmark.errors import UserError
 
@@ -75,8 +78,12 @@ class ImageFolder(StimulusSet):
             self.root, paths, size, fit=fit, background=background, grayscale=grayscale, what="image_folder"
         )
         self.label_names = classes
-        self._labels = np.asarray(labels, dtype=np.int64)[kept]
-        self.paths = [str(paths[i].relative_to(self.root)) for i in kept]
+        loaded = np.asarray(labels, dtype=np.int64)[kept]
+        parts = {"dataset": "image_folder", "root": str(self.root), "files": self._fingerprint, "size": size,
+                 "fit": fit, "grayscale": grayscale, "background": background}  # fmt: skip
+        self._rows, _, self.hygiene = clean_cached(self._images, loaded, classes, parts)
+        self._labels = loaded[self._rows]
+        self.paths = [str(paths[kept[i]].relative_to(self.root)) for i in self._rows]
         self._class_captions = [_class_caption(c) for c in classes]
 
     def __len__(self) -> int:
@@ -91,11 +98,15 @@ class ImageFolder(StimulusSet):
             "fit": self.fit,
             "grayscale": self.grayscale,
             "background": self.background,
-            "version": 1,
+            "version": 2,  # 2: stimulus hygiene
         }
 
+    def manifest(self) -> dict:
+        """Counts per class and what stimulus hygiene removed (the run's ``datasets.json``)."""
+        return image_manifest(self, unreadable=len(self.skipped), grayscale_converted=self.n_grayscale)
+
     def images_uint8(self, idx: np.ndarray) -> np.ndarray:
-        return read_rows(self._images, idx)
+        return read_rows(self._images, self._rows[np.asarray(idx, dtype=np.int64)])
 
     def images(self, idx: np.ndarray) -> torch.Tensor:
         """Images ``[m, 3, size, size]`` float32 in [0, 1]."""
@@ -110,7 +121,7 @@ class ImageFolder(StimulusSet):
     def describe(self) -> str:
         return (
             f"{super().describe()}; {len(self.skipped)} unreadable files skipped, "
-            f"{self.n_grayscale} grayscale files converted"
+            f"{self.n_grayscale} grayscale files converted; {self.hygiene.summary()}"
         )
 
 

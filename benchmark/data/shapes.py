@@ -5,7 +5,10 @@ hues, solid or striped, at one of three sizes and nine positions, rotated by any
 black, grey or white background. Factors are drawn from ``seed``; images are rendered on
 demand, vectorised over the batch (numpy, every pixel test written as a sum of a row term and a
 column term so only one full-size operation is needed per half-plane), quantised to uint8 and
-kept in an in-memory cache, so any index gives the same image every time.
+kept in an in-memory cache, so any index gives the same image every time. Draws that come out
+as near-duplicates of an earlier draw (same factors, nearly the same rotation and position) are
+removed and counted (:attr:`Shapes.hygiene`, see :mod:`benchmark.data.hygiene`), so ``len(s)``
+can be a little below ``n``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import torch
 
 from benchmark.data.base import StimulusSet
+from benchmark.data.hygiene import clean_cached, image_manifest
 from benchmark.data.images import to_float
 from benchmark.errors import UserError
 
@@ -142,6 +146,29 @@ def render(factors: dict[str, np.ndarray], jitter: np.ndarray, size: int) -> np.
     return out
 
 
+#: bumped when :func:`render` draws different pixels (part of the hygiene cache key)
+_RENDER_VERSION = 2
+
+
+class _Rendered:
+    """All ``n`` drawn images of a :class:`Shapes` as a read-only uint8 array ``[n, 3, s, s]``
+    that renders on indexing (what :func:`benchmark.data.hygiene.clean_images` reads)."""
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, shapes: Shapes) -> None:
+        self.shapes = shapes
+        self.shape = (shapes.n, 3, shapes.size, shapes.size)
+        self.ndim = 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows = np.arange(self.shape[0])[key]
+        return self.shapes._render_rows(np.atleast_1d(rows)).reshape(*np.shape(rows), *self.shape[1:])
+
+
 class Shapes(StimulusSet):
     """Procedural shapes with known factors.
 
@@ -174,9 +201,12 @@ class Shapes(StimulusSet):
         self._cacheable = n * 3 * size * size <= cache_mb * 2**20
         self._cache: np.ndarray | None = None  # [n, 3, s, s] uint8, allocated on first use
         self._rendered: np.ndarray | None = None  # [n] bool
+        labels = self._factors[label_factor]
+        parts = {"dataset": "shapes", "n": n, "size": size, "seed": seed, "render": _RENDER_VERSION}
+        self._keep, _, self.hygiene = clean_cached(_Rendered(self), labels, self.label_names, parts)
 
     def __len__(self) -> int:
-        return self.n
+        return len(self._keep)
 
     def identity(self) -> dict:
         return {
@@ -185,18 +215,31 @@ class Shapes(StimulusSet):
             "size": self.size,
             "seed": self.seed,
             "label_factor": self.label_factor,
-            "version": 2,
+            "version": 3,  # 3: stimulus hygiene (near-duplicate draws removed)
         }
+
+    def manifest(self) -> dict:
+        """Counts per label and what stimulus hygiene removed (the run's ``datasets.json``)."""
+        return image_manifest(self)
+
+    def _rows(self, idx: np.ndarray) -> np.ndarray:
+        """Drawn-image ids of set indices ``idx`` (survivors of hygiene), range-checked."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self._keep)):
+            raise UserError(f"shapes: index out of range [0, {len(self._keep)}) (got {idx.min()}..{idx.max()})")
+        return self._keep[idx]
 
     def factors(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Factor ids ``[m]`` (index into ``FACTORS[name]``) and ``rotation [m]`` in radians."""
-        idx = np.asarray(idx)
-        out = {name: v[idx] for name, v in self._factors.items()}
-        out["rotation"] = self._rotation[idx]
+        return self._drawn_factors(self._rows(idx))
+
+    def _drawn_factors(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        out = {name: v[rows] for name, v in self._factors.items()}
+        out["rotation"] = self._rotation[rows]
         return out
 
     def labels(self, idx: np.ndarray) -> np.ndarray:
-        return self._factors[self.label_factor][np.asarray(idx)]
+        return self._factors[self.label_factor][self._rows(idx)]
 
     def captions(self, idx: np.ndarray) -> list[str]:
         f = self.factors(idx)
@@ -211,19 +254,20 @@ class Shapes(StimulusSet):
 
     def images_uint8(self, idx: np.ndarray) -> np.ndarray:
         """Images ``[m, 3, size, size]`` uint8, from the cache where already rendered."""
-        idx = np.asarray(idx, dtype=np.int64)
-        if len(idx) and (idx.min() < 0 or idx.max() >= self.n):
-            raise UserError(f"shapes: index out of range [0, {self.n}) (got {idx.min()}..{idx.max()})")
+        return self._render_rows(self._rows(idx))
+
+    def _render_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Drawn images ``rows [m]`` (ids in ``range(n)``) as ``[m, 3, size, size]`` uint8."""
         if not self._cacheable:
-            return render(self.factors(idx), self._jitter[idx], self.size)
+            return render(self._drawn_factors(rows), self._jitter[rows], self.size)
         if self._cache is None:
             self._cache = np.empty((self.n, 3, self.size, self.size), dtype=np.uint8)
             self._rendered = np.zeros(self.n, dtype=bool)
-        todo = np.unique(idx[~self._rendered[idx]])
+        todo = np.unique(rows[~self._rendered[rows]])
         if len(todo):
-            self._cache[todo] = render(self.factors(todo), self._jitter[todo], self.size)
+            self._cache[todo] = render(self._drawn_factors(todo), self._jitter[todo], self.size)
             self._rendered[todo] = True
-        return self._cache[idx]
+        return self._cache[rows]
 
     def images(self, idx: np.ndarray) -> torch.Tensor:
         """Images ``[m, 3, size, size]`` float32 in [0, 1]."""

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.leaderboard import Table, compute_leaderboards, fmt, metric_order
+from benchmark.leaderboard import Table, add_dataset_notes, compute_leaderboards, fmt, metric_order
 from benchmark.report.gallery import THUMB_PX, method_slug, read_galleries
 from benchmark.report.readme import describe_run
 from benchmark.results import FIT_KEYS, method_label, outputs_fresh, read_tables, run_digest, stamp_outputs
@@ -90,8 +90,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     if outputs_fresh(out, digest, ["index.html"]):
         return out / "index.html"  # made from these very tables, galleries and figures already
     scores, fits = read_tables(run_dir)
-    boards = compute_leaderboards(scores, fits)
     info = describe_run(run_dir, fits)
+    boards = add_dataset_notes(compute_leaderboards(scores, fits), info["datasets"])
     galleries = read_galleries(run_dir)
     rows_of_fit = scores.groupby(FIT_KEYS, observed=True, sort=False).indices
     env = _environment()

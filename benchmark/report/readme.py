@@ -28,11 +28,13 @@ def describe_run(run_dir: Path, fits: pd.DataFrame | None = None) -> dict[str, A
     """A JSON-able description of a run from its directory: config, tasks, environment, stages.
 
     Keys: ``run_id, config_name, seeds, chance_sets, methods, metrics, tasks`` (one dict per
-    model x layer x dataset with fit/probe sample counts), ``environment`` and ``stages``.
+    model x layer x dataset with fit/probe sample counts and a ``hygiene`` text: what stimulus
+    hygiene removed), ``datasets`` (the run's ``datasets.json``), ``environment`` and ``stages``.
     """
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json")
     env = _read_json(run_dir / "environment.json")
+    manifests = _read_json(run_dir / "datasets.json")
     tasks = []
     for spec in config.get("tasks", []):
         for layer in spec.get("layers", []):
@@ -43,6 +45,7 @@ def describe_run(run_dir: Path, fits: pd.DataFrame | None = None) -> dict[str, A
                 "dataset_params": ", ".join(f"{k}={v}" for k, v in sorted((spec.get("dataset_params") or {}).items())),
                 "n_fit": "",
                 "n_probe": "",
+                "hygiene": _hygiene_text(manifests.get(f"{spec['model']}/{layer}/{spec['dataset']}")),
             }
             if fits is not None and len(fits):
                 f = fits[
@@ -56,7 +59,8 @@ def describe_run(run_dir: Path, fits: pd.DataFrame | None = None) -> dict[str, A
     if not tasks and fits is not None and len(fits):
         for key, f in fits.groupby(TASK_KEYS, sort=True):
             tasks.append({**dict(zip(TASK_KEYS, key)), "dataset_params": "", "n_fit": int(f["n_fit"].iloc[0]),
-                          "n_probe": int(f["n_probe"].iloc[0])})  # fmt: skip
+                          "n_probe": int(f["n_probe"].iloc[0]),
+                          "hygiene": _hygiene_text(manifests.get("/".join(map(str, key))))})  # fmt: skip
     stages = []
     if (run_dir / "stages.csv").exists():
         stages = pd.read_csv(run_dir / "stages.csv").to_dict("records")
@@ -70,9 +74,21 @@ def describe_run(run_dir: Path, fits: pd.DataFrame | None = None) -> dict[str, A
         "methods": [_plugin_text(m) for m in config.get("methods", [])],
         "metrics": [_plugin_text(m) for m in config.get("metrics", [])],
         "tasks": tasks,
+        "datasets": manifests,
         "environment": env,
         "stages": stages,
     }
+
+
+def _hygiene_text(manifest: dict | None) -> str:
+    """``"8,103 -> 6,310 (685 exact, 48 near, 130 blank, 930 label conflicts)"`` or ``""``."""
+    h = (manifest or {}).get("hygiene")
+    if not h:
+        return ""
+    return (
+        f"{h['n_input']:,} -> {h['n_kept']:,} ({h['exact_duplicates']:,} exact, {h['near_duplicates']:,} near, "
+        f"{h['blank']:,} blank, {h['label_conflicts']:,} label conflicts)"
+    )
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:
@@ -91,7 +107,7 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
     ``out_dir/environment.json`` and ``out_dir/README.md``: what was run, on what, with which
     versions, and the tables. Deterministic: the same run gives the same files.
     """
-    from benchmark.leaderboard import build_leaderboards, compute_leaderboards, render_markdown
+    from benchmark.leaderboard import add_dataset_notes, build_leaderboards, compute_leaderboards, render_markdown
     from benchmark.plots import build_plots
     from benchmark.results import outputs_fresh, read_tables, run_digest, stamp_outputs
 
@@ -103,7 +119,7 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
     scores, fits = read_tables(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp_outputs(out_dir, None)
-    boards = compute_leaderboards(scores, fits)
+    boards = add_dataset_notes(compute_leaderboards(scores, fits), _read_json(run_dir / "datasets.json"))
     build_leaderboards(scores, fits, out_dir / "leaderboards", digest=digest, boards=boards)
     plots = build_plots(scores, fits, out_dir / "plots", reuse=run_dir / "plots")  # the run drew them already
     info = describe_run(run_dir, fits)
@@ -132,12 +148,15 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
         f"- metrics: {', '.join(f'`{m}`' for m in info['metrics']) or '(see tables)'}",
         "",
         _md_table(
-            ["model", "layer", "dataset", "dataset params", "fit samples", "probe samples"],
+            ["model", "layer", "dataset", "dataset params", "fit samples", "probe samples", "stimulus hygiene"],
             [
-                [t["model"], t["layer"], t["dataset"], t["dataset_params"], t["n_fit"], t["n_probe"]]
+                [t["model"], t["layer"], t["dataset"], t["dataset_params"], t["n_fit"], t["n_probe"], t["hygiene"]]
                 for t in info["tasks"]
             ],
         ),
+        "Stimulus hygiene: stimuli before -> after removing exact and near-duplicates, blank images and "
+        "duplicate groups with conflicting labels (see the docs, \"Stimulus hygiene\").",
+        "",
     ]
     if env:
         md += [

@@ -302,3 +302,23 @@ def test_results_readme(tmp_path):
     write_results_readme(tmp_path / "run", tmp_path / "results")  # figures: same tables, not redrawn
     second = {p: p.read_bytes() for p in sorted((tmp_path / "results").rglob("*")) if p.is_file()}
     assert first == second
+
+
+def test_hygiene_counts_reach_the_readme_the_leaderboard_notes_and_the_report(tmp_path):
+    import json
+
+    from benchmark.report.build import build_report
+    from benchmark.report.fixtures import VISION
+
+    write_sample_run(tmp_path / "run")
+    hygiene = {"n_input": 70, "n_kept": 60, "blank": 1, "exact_duplicates": 5, "near_duplicates": 3,
+               "label_conflicts": 1, "removed": 10}  # fmt: skip
+    manifests = {"/".join(VISION): {"name": "shapes", "stimuli": 60, "hygiene": hygiene}}
+    (tmp_path / "run" / "datasets.json").write_text(json.dumps(manifests))
+    text = write_results_readme(tmp_path / "run", tmp_path / "results").read_text()
+    assert "70 -> 60 (5 exact, 3 near, 1 blank, 1 label conflicts)" in text
+    note = "Stimuli: 60 distinct after hygiene (removed 10 of 70: 5 exact duplicates, 3 near-duplicates"
+    assert note in text
+    assert note in (tmp_path / "results" / "leaderboards" / "shapes_cnn__conv2__shapes.md").read_text()
+    html = build_report(tmp_path / "run", tmp_path / "report").read_text()
+    assert "70 -&gt; 60 (5 exact" in html and note in html

@@ -11,7 +11,9 @@ from benchmark.errors import UserError
 
 
 def make_clipart(root: Path) -> None:
-    """Two categories; one author ("jane doe") on four files; one truncated PNG; one grayscale."""
+    """Two categories; one author ("jane doe") on four files; one truncated PNG; one grayscale;
+    one fully transparent (blank after compositing: removed by hygiene). Each image has a black
+    mark at its own place, so no two are duplicates."""
     files = {
         "animals/mammals/cat_jane_doe_01.png": (255, 0, 0, 255),
         "animals/mammals/dog_jane_doe_01.png": (200, 0, 0, 255),
@@ -21,11 +23,16 @@ def make_clipart(root: Path) -> None:
         "food/fruit/banana_split_03.png": (0, 255, 0, 0),  # fully transparent: white after compositing
         "food/fruit/pear.png": (0, 150, 0, 255),
     }
-    for rel, rgba in files.items():
+    for i, (rel, rgba) in enumerate(files.items()):
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGBA", (40, 20), rgba).save(p)
-    Image.new("L", (16, 16), 90).save(root / "food/fruit/grey_plum.png")
+        im = Image.new("RGBA", (40, 20), rgba)
+        if rgba[3]:
+            im.paste((0, 0, 0, 255), (0 if i % 2 else 30, 2 * i, 10 if i % 2 else 40, 2 * i + 6))
+        im.save(p)
+    plum = Image.new("L", (16, 16), 90)
+    plum.paste(0, (0, 0, 4, 4))
+    plum.save(root / "food/fruit/grey_plum.png")
     good = root / "food/fruit/pear.png"
     (root / "food/fruit/broken_01.png").write_bytes(good.read_bytes()[:60])  # truncated PNG
     (root / "loose_file.png").write_bytes(good.read_bytes())  # not in a category folder: ignored
@@ -35,17 +42,18 @@ def test_labels_captions_and_counted_skip(tmp_path, cache_dir):
     make_clipart(tmp_path / "png")
     with pytest.warns(UserWarning, match="skipped 1"):
         data = Clipart(root=str(tmp_path / "png"), size=16)
-    assert len(data) == 8 and len(data.skipped) == 1 and "broken_01.png" in data.skipped[0][0]
+    assert len(data) == 7 and len(data.skipped) == 1 and "broken_01.png" in data.skipped[0][0]
+    assert data.hygiene.blank == 1 and data.hygiene.removed == 1  # transparent banana: white after compositing
+    assert "food/fruit/banana_split_03.png" not in data.paths
     assert data.label_names == ["animals", "food"]
     by_path = dict(zip(data.paths, range(len(data))))
     cat = by_path["animals/mammals/cat_jane_doe_01.png"]
     assert data.captions([cat]) == ["cat (animals / mammals)"]  # author and suffix stripped
-    banana = by_path["food/fruit/banana_split_03.png"]
-    assert data.captions([banana]) == ["banana split (food / fruit)"]
-    assert data.labels([cat, banana]).tolist() == [0, 1]
-    x = data.images(np.array([cat, banana, by_path["food/fruit/grey_plum.png"]]))
+    pear = by_path["food/fruit/pear.png"]
+    assert data.captions([pear]) == ["pear (food / fruit)"]
+    assert data.labels([cat, pear]).tolist() == [0, 1]
+    x = data.images(np.array([cat, pear, by_path["food/fruit/grey_plum.png"]]))
     assert x.shape == (3, 3, 16, 16)
-    assert np.allclose(x[1].numpy(), 1.0)  # transparent -> white background
     assert x[0, 0, 8, 8] > 0.95 and x[0, 1, 8, 8] < 0.05  # red cat in the middle
     assert x[0, 0, 0, 0] > 0.95 and x[0, 1, 0, 0] > 0.95  # 40x20 padded into a square with white
     assert np.allclose(x[2, :, 8, 8].numpy(), 90 / 255, atol=1 / 255)  # grayscale replicated to RGB
@@ -56,7 +64,7 @@ def test_subfolder_labels_and_min_per_class(tmp_path, cache_dir):
     with pytest.warns(UserWarning):
         data = Clipart(root=str(tmp_path / "png"), size=8, label="subfolder", min_per_class=2)
     assert data.label_names == ["animals/mammals", "food/fruit"]
-    assert len(data) == 5
+    assert len(data) == 4  # the blank banana is removed before min_per_class counts
 
 
 def test_second_load_uses_the_cache(tmp_path, cache_dir):
@@ -67,7 +75,9 @@ def test_second_load_uses_the_cache(tmp_path, cache_dir):
     with using_cache(cache), pytest.warns(UserWarning):
         a = Clipart(root=str(tmp_path / "png"), size=8)
         b = Clipart(root=str(tmp_path / "png"), size=8)
-    assert [r.computed for r in cache.records] == [True, False]
+    assert [(r.stage, r.computed) for r in cache.records] == [
+        ("stimuli", True), ("hygiene", True), ("stimuli", False), ("hygiene", False)
+    ]
     assert np.array_equal(a.images_uint8(np.arange(len(a))), b.images_uint8(np.arange(len(b))))
     assert a.identity() == b.identity()
 

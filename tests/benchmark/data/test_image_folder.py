@@ -12,15 +12,22 @@ from benchmark.data.image_folder import CIFAR10, ImageFolder
 from benchmark.errors import UserError
 
 
+def _marked(mode: str, size: tuple[int, int], fill, at: tuple[int, int]) -> Image.Image:
+    """A plain image with a 6 x 6 black mark at ``at``: distinct images, none blank (hygiene keeps them)."""
+    im = Image.new(mode, size, fill)
+    im.paste(0 if mode == "L" else (0, 0, 0), (*at, at[0] + 6, at[1] + 6))
+    return im
+
+
 def make_folder(root: Path) -> None:
     """Class 'n02123045' (tabby, ImageNet id) in red JPEGs, class 'sky_blue' in blue PNGs (one grayscale)."""
     (root / "n02123045").mkdir(parents=True)
     (root / "sky_blue" / "deeper").mkdir(parents=True)
     for i in range(3):
-        Image.new("RGB", (48, 32), (220, 10, 10)).save(root / "n02123045" / f"{i}.jpg", quality=95)
-        Image.new("RGB", (32, 48), (10, 10, 220)).save(root / "sky_blue" / f"{i}.png")
-    Image.new("RGB", (20, 20), (0, 0, 200)).save(root / "sky_blue" / "deeper" / "nested.png")
-    Image.new("L", (20, 20), 128).save(root / "sky_blue" / "gray.png")
+        _marked("RGB", (48, 32), (220, 10, 10), (10 + 10 * i, 4)).save(root / "n02123045" / f"{i}.jpg", quality=95)
+        _marked("RGB", (32, 48), (10, 10, 220), (4, 10 + 10 * i)).save(root / "sky_blue" / f"{i}.png")
+    _marked("RGB", (20, 20), (0, 0, 200), (12, 12)).save(root / "sky_blue" / "deeper" / "nested.png")
+    _marked("L", (20, 20), 128, (2, 12)).save(root / "sky_blue" / "gray.png")
     (root / "sky_blue" / "notes.txt").write_text("not an image")
 
 

@@ -26,18 +26,18 @@ def test_images_are_float_in_unit_range_with_shape():
 
 def test_factors_cover_every_value_and_labels_follow_label_factor():
     s = Shapes(n=2000, label_factor="color")
-    f = s.factors(np.arange(2000))
+    f = s.factors(np.arange(len(s)))
     for name, values in FACTORS.items():
         assert set(np.unique(f[name])) == set(range(len(values))), name
-    assert np.array_equal(s.labels(np.arange(2000)), f["color"])
+    assert np.array_equal(s.labels(np.arange(len(s))), f["color"])
     assert s.label_names == list(HUES)
     assert s.identity() != Shapes(n=2000).identity()  # labels differ, so the identity must too
 
 
 def test_caption_names_the_factors():
     s = Shapes(n=50, seed=1)
-    f = s.factors(np.arange(50))
-    for i, cap in enumerate(s.captions(np.arange(50))):
+    f = s.factors(np.arange(len(s)))
+    for i, cap in enumerate(s.captions(np.arange(len(s)))):
         assert SHAPES[f["shape"][i]] in cap and HUES[f["color"][i]] in cap
         assert ("striped" in cap) == (f["texture"][i] == 1)
 
@@ -45,14 +45,14 @@ def test_caption_names_the_factors():
 def test_rendered_mask_matches_reference_geometry():
     """Foreground pixels equal the reference mask computed from rotated coordinates."""
     s = Shapes(n=300, size=48, seed=7)
-    idx = np.arange(300)
+    idx = np.arange(len(s))
     f = s.factors(idx)
     img = s.images_uint8(idx).astype(int)
     bg = np.round(BACKGROUND_RGB[f["background"]] * 255).astype(int)[:, :, None, None]
     drawn = (img != bg).any(axis=1)  # [m, s, s]
     grid = (np.arange(48) + 0.5) / 48
-    cx = (0.25 + 0.25 * f["x"] + s._jitter[idx, 0])[:, None, None]
-    cy = (0.25 + 0.25 * f["y"] + s._jitter[idx, 1])[:, None, None]
+    cx = (0.25 + 0.25 * f["x"] + s._jitter[s._keep[idx], 0])[:, None, None]
+    cy = (0.25 + 0.25 * f["y"] + s._jitter[s._keep[idx], 1])[:, None, None]
     radius = np.array([0.14, 0.22, 0.30])[f["size"]][:, None, None]
     dx, dy = (grid[None, None, :] - cx) / radius, (grid[None, :, None] - cy) / radius
     c, sn = np.cos(f["rotation"])[:, None, None], np.sin(f["rotation"])[:, None, None]
@@ -70,4 +70,4 @@ def test_bad_parameters_are_user_errors(kwargs):
 
 def test_out_of_range_index_is_an_error():
     with pytest.raises(UserError, match="out of range"):
-        Shapes(n=5).images(np.array([5]))
+        Shapes(n=5).images(np.array([len(Shapes(n=5))]))
