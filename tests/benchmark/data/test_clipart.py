@@ -110,7 +110,9 @@ def test_real_package_subset(tmp_path, cache_dir):
     for cat in ("science", "logos", "buttons"):
         (root / cat).symlink_to(Path(DEFAULT_ROOT) / cat)
     data = Clipart(root=str(root), size=32)
-    assert len(data) + len(data.skipped) == 31
+    # 31 files: each is kept, skipped (unreadable) or removed by stimulus hygiene, and counted
+    assert len(data) + len(data.skipped) + data.hygiene.removed == 31
+    assert data.hygiene.removed > 0 and data.hygiene.n_kept >= len(data)
     assert data.label_names == ["buttons", "logos", "science"]
     caps = dict(zip(data.paths, data.captions(np.arange(len(data)))))
     assert caps["science/astronomy/saturn_dan_gerhards_01.png"] == "saturn (science / astronomy)"
