@@ -14,6 +14,10 @@ SAE sweep gives one row per sparsity) against metrics:
 - a chance row gives each metric's chance level: the mean (± std) of the metric on random
   stimulus sets of the same size, drawn by the harness;
 - a skipped metric shows ``skipped: <reason>``; a metric not run for a method shows ``–``;
+- a direction whose top set is decided by ties (status ``undetermined``: dead, or active on fewer
+  probe samples than the metric reads) is left out of the median and interval; a cell where every
+  direction is undetermined shows ``undetermined``, is not ranked and never bold; the ``undet.``
+  column gives each basis's largest share of undetermined directions over the task's metrics;
 - fit statistics sit beside the metrics: directions ``k``, FVU (mean-centred), L0, dead fraction,
   fit seconds, and the downstream ``accuracy_recovered`` / ``loss_recovered`` when a method has them.
 
@@ -42,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import UserError
-from benchmark.results import TASK_KEYS, method_label
+from benchmark.results import TASK_KEYS, UNDETERMINED, method_label
 from benchmark.stats import (  # noqa: F401  (re-exported: the leaderboard's statistics)
     CI_LEVEL,
     INTERVAL_SEEDS,
@@ -133,17 +137,21 @@ def summarise(scores: pd.DataFrame, interval: str = "rerun") -> pd.DataFrame:
     :func:`benchmark.stats.rerun_interval` (t prediction interval from the per-seed medians,
     containing the direction bootstrap interval) where two or more seeds scored the cell, else
     the direction bootstrap interval; ``interval`` says which (``"seeds"``/``"directions"``).
-    ``status`` is ``"ok"`` when any seed scored the metric, else the first skip reason. Columns:
-    task keys, ``method, method_params, metric, median, lo, hi, chance, chance_std,
-    higher_is_better, status, n_values, n_seeds, interval``. ``interval="directions"`` keeps the
-    direction bootstrap for every cell (what ``interpbench compare --interval directions`` checks).
+    ``status`` is ``"ok"`` when any seed scored a direction, else ``"undetermined"`` when the
+    metric scored but every direction's top set was decided by ties, else the first skip reason.
+    Undetermined directions are left out of the median and interval (``n_values`` counts the
+    rest) but not out of the chance level; ``undetermined`` is their share of the directions the
+    metric scored (NaN when it scored none). Columns: task keys, ``method, method_params, metric,
+    median, lo, hi, chance, chance_std, higher_is_better, status, n_values, n_seeds, interval,
+    undetermined``. ``interval="directions"`` keeps the direction bootstrap for every cell (what
+    ``interpbench compare --interval directions`` checks).
 
     Vectorised: one groupby for the per-group facts, and the values of all groups sorted once by
     group, so each group's values are a slice (millions of rows take seconds).
     """
     keys = [*TASK_KEYS, "method", "method_params", "metric"]
     columns = [*keys, "median", "lo", "hi", "chance", "chance_std", "higher_is_better", "status", "n_values", "n_seeds"]
-    columns.append("interval")
+    columns += ["interval", "undetermined"]
     if scores.empty:
         return pd.DataFrame(columns=columns)
     grouped = scores.groupby(keys, sort=True)
@@ -153,8 +161,12 @@ def summarise(scores: pd.DataFrame, interval: str = "rerun") -> pd.DataFrame:
     ).reset_index()
     n_groups = len(meta)
     ok = scores["status"].to_numpy() == "ok"
+    undet = scores["status"].to_numpy() == UNDETERMINED
     any_ok = np.bincount(gid, weights=ok, minlength=n_groups) > 0
-    chance = scores[ok].groupby([*keys, "seed"], sort=True)[["chance_mean", "chance_std"]].first().groupby(keys).mean()
+    n_undet = np.bincount(gid, weights=undet, minlength=n_groups)
+    n_scored = np.bincount(gid, weights=ok | undet, minlength=n_groups)
+    scored = scores[ok | undet]  # chance does not depend on which directions were determined
+    chance = scored.groupby([*keys, "seed"], sort=True)[["chance_mean", "chance_std"]].first().groupby(keys).mean()
     meta = meta.merge(chance.reset_index(), on=keys, how="left")
     values = scores["value"].to_numpy(dtype=float)
     use = ok & np.isfinite(values)
@@ -178,10 +190,11 @@ def summarise(scores: pd.DataFrame, interval: str = "rerun") -> pd.DataFrame:
         chance=meta["chance_mean"].astype(float),
         chance_std=meta["chance_std"].astype(float),
         higher_is_better=meta["higher_is_better"].astype(bool),
-        status=np.where(any_ok, "ok", meta["first_status"].astype(str)),
+        status=np.where(any_ok, "ok", np.where(n_undet > 0, UNDETERMINED, meta["first_status"].astype(str))),
         n_values=counts.astype(int),
         n_seeds=meta["n_seeds"].astype(int),
         interval=kind,
+        undetermined=np.divide(n_undet, n_scored, out=np.full(n_groups, math.nan), where=n_scored > 0),
     )
     return out[columns].reset_index(drop=True)
 
@@ -193,6 +206,13 @@ def _seed_halfwidth(gid: np.ndarray, seed: np.ndarray, values: np.ndarray, n_gro
     frame = pd.DataFrame({"gid": gid, "seed": seed.astype(np.int64), "value": values})
     per_seed = frame.groupby(["gid", "seed"], sort=True)["value"].median().reset_index()
     return seed_prediction_halfwidth(per_seed["gid"].to_numpy(), per_seed["value"].to_numpy(), n_groups)[0]
+
+
+def undetermined_share(summary: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Per basis (``method, method_params``): the largest ``undetermined`` share over ``metrics``
+    (the metric that reads deepest loses the most directions); NaN where none scored."""
+    s = summary[summary["metric"].isin(metrics)]
+    return s.groupby(["method", "method_params"], sort=True)["undetermined"].max().reset_index()
 
 
 def fit_summary(fits: pd.DataFrame) -> pd.DataFrame:
@@ -289,6 +309,7 @@ class MetricCell:
     status: str = "ok"
     best: bool = False
     n: int = 0
+    undetermined: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -397,11 +418,12 @@ def task_slug(task: tuple[str, str, str]) -> str:
 
 
 def _skipped_everywhere(summary: pd.DataFrame, metrics: list[str]) -> dict[str, str]:
-    """``{metric: status}`` for the metrics that no method of ``summary`` could score."""
+    """``{metric: status}`` for the metrics that no method of ``summary`` could score (a metric
+    that scored but found every direction undetermined keeps its column)."""
     out = {}
     for metric in metrics:
         status = summary.loc[summary["metric"] == metric, "status"]
-        if len(status) and not (status == "ok").any():
+        if len(status) and not status.isin(["ok", UNDETERMINED]).any():
             out[metric] = str(status.iloc[0])
     return out
 
@@ -419,6 +441,7 @@ def task_table(
     metrics = [m for m in metrics if m not in not_applicable]
     ranked = set(headline_metrics(metrics))
     fit_s = fit_summary(fits) if len(fits) else fit_summary(_empty_fits())
+    fit_s = fit_s.merge(undetermined_share(summary, metrics), on=["method", "method_params"], how="left")
     pairs = method_order(pd.concat([summary[["method", "method_params"]], fit_s[["method", "method_params"]]]))
     ranks = rank_table(summary).groupby(["method", "method_params"])["rank"].mean()
 
@@ -430,6 +453,7 @@ def task_table(
         Column("fvu", "FVU", "float", 3, "↓"),
         Column("l0", "L0", "float", 1),
         Column("dead_fraction", "dead", "float", 2, "↓"),
+        Column("undetermined", "undet.", "float", 2, "↓"),
         Column("fit_seconds", "fit s", "float", 2),
     ]
     for key, title in FIT_EXTRAS.items():
@@ -441,7 +465,7 @@ def task_table(
     rows = []
     chance_values: dict[str, Any] = {"method": "chance (random sets)"}
     for metric in metrics:
-        m = summary[(summary["metric"] == metric) & (summary["status"] == "ok")]
+        m = summary[(summary["metric"] == metric) & summary["status"].isin(["ok", UNDETERMINED])]
         chance_values[metric] = ChanceCell(
             float(m["chance"].mean()) if len(m) else math.nan, float(m["chance_std"].mean()) if len(m) else math.nan
         )
@@ -451,8 +475,9 @@ def task_table(
         s = summary[(summary["method"] == method) & (summary["method_params"] == params)]
         for r in s.itertuples():
             values[r.metric] = MetricCell(
-                r.median, r.lo, r.hi, r.chance, r.status, best=r.median == best.get(r.metric), n=int(r.n_values)
-            )
+                r.median, r.lo, r.hi, r.chance, r.status, best=r.median == best.get(r.metric), n=int(r.n_values),
+                undetermined=float(r.undetermined),
+            )  # fmt: skip
         f = fit_s[(fit_s["method"] == method) & (fit_s["method_params"] == params)]
         if len(f):
             f = f.iloc[0]
@@ -464,6 +489,9 @@ def task_table(
         "best median per column in bold; ↑/↓: higher/lower is better.",
         "rank: mean rank over this task's metrics (1 = best, ties share ranks); "
         "FVU: fraction of variance unexplained (mean-centred, probe split); L0: mean active directions per sample.",
+        "undet.: largest share of directions, over this task's metrics, whose top set is decided by ties "
+        "(dead, or active on fewer probe samples than the metric reads); they have no concept, so they are "
+        "left out of the medians and intervals, and a cell where all are shows `undetermined`.",
     ]
     extra = [m for m in metrics if m not in ranked]
     if extra:
@@ -649,6 +677,7 @@ def render_csv(table: Table) -> str:
                 rec[f"{c.key} chance"] = cell.chance
                 rec[f"{c.key} status"] = cell.status
                 rec[f"{c.key} best"] = cell.best
+                rec[f"{c.key} undetermined"] = cell.undetermined
             else:
                 rec[c.key] = v
         records.append(rec)

@@ -8,7 +8,10 @@
 
 ``metric`` is the column name a reader sees: the metric's name, its settings that differ
 from the defaults, and the protocol (e.g. ``label_consistency[psychophysics]``).
-``status`` is ``"ok"`` or ``"skipped: <reason>"`` (then ``value`` is NaN, never 0).
+``status`` is ``"ok"``, ``"skipped: <reason>"`` (the metric does not apply: ``value`` is NaN,
+never 0) or ``"undetermined"`` (the metric scored, but this direction's top set is decided by
+tie-breaking, not by values: a dead latent, a sparse code active on fewer samples than the
+metric reads; ``value`` is NaN, the chance columns are kept).
 
 ``fits``: one row per (task, method, params, seed) with the basis statistics.
 """
@@ -25,6 +28,8 @@ import pandas as pd
 from benchmark.errors import UserError
 
 SCHEMA_VERSION = 1
+#: the ``status`` of a direction whose top set is decided by ties (it has no concept to score)
+UNDETERMINED = "undetermined"
 
 SCORE_COLUMNS = [
     "schema_version",

@@ -26,7 +26,7 @@ from benchmark.config import Config, PluginSpec, TaskSpec, instantiate
 from benchmark.data.base import StimulusSet, Subset, split_indices
 from benchmark.errors import UserError
 from benchmark.registry import DATASETS, METHODS, METRICS, MODELS
-from benchmark.results import SCHEMA_VERSION, method_label, params_json, write_tables
+from benchmark.results import SCHEMA_VERSION, UNDETERMINED, method_label, params_json, write_tables
 
 _MISSING = object()
 
@@ -289,26 +289,24 @@ class Runner:
         metrics = self.metrics()
         n_top = max([m.needs()[0] for _, _, m in metrics], default=16)
         quantiles = tuple(sorted({q for _, _, m in metrics for q in m.needs()[1]} | {0.0}))
-        # the seed draws the tie-breaking keys (and the band sample of a large probe split)
+        # the seed draws the tie-breaking keys, one stream per direction (and the band sample of a
+        # large probe split); the stage also records the value past the kept ones (undetermined sets)
         top_parts = {"basis": basis_key, "probe": probe_key, "n": n_top, "quantiles": quantiles, "seed": cell.seed,
-                     "ties": "random"}  # fmt: skip
+                     "ties": "splitmix64(seed, direction, id)", "next": True}  # fmt: skip
 
         def topk(tmp: Path) -> None:
             bands = top_examples(
                 basis, ActivationStore.open(probe_path), n_top, quantiles, device=self.device, seed=cell.seed
             )
             for q, r in bands.items():
-                for name in ("top_idx", "top_val", "bottom_idx", "bottom_val"):
+                for name in _RANKED_ARRAYS:
                     np.save(tmp / f"q{q:g}_{name}.npy", getattr(r, name))
 
         top_path = self.cache.get_or_compute("top", top_parts, topk)
 
         def load_bands(path: Path) -> dict[float, Ranked]:
             return {
-                q: Ranked(
-                    *(np.load(path / f"q{q:g}_{n}.npy") for n in ("top_idx", "top_val", "bottom_idx", "bottom_val")),
-                    quantile=q,
-                )
+                q: Ranked(**{n: np.load(path / f"q{q:g}_{n}.npy") for n in _RANKED_ARRAYS}, quantile=q)
                 for q in quantiles
             }
 
@@ -329,16 +327,17 @@ class Runner:
         for name, params, metric in metrics:
             values, status = self._score(metric, name, params, examples, top_parts, probe_key, samples, "score")
             chance = self._chance(metric, name, params, samples, probe_idx, probe_key, cell.seed)
+            determined = metric.determined_sets(examples) if status == "ok" else {}
             for suffix in metric.columns():
                 col = metric_column(name, params, metric.columns()[suffix], getattr(metric, "protocol", None))
-                v = values.get(suffix, np.full(basis.k, np.nan))
+                v, st = mark_undetermined(values.get(suffix, np.full(basis.k, np.nan)), status, determined.get(suffix))
                 mean, std = chance.get(suffix, (np.nan, np.nan))
                 columns["metric"].append(np.full(basis.k, col, dtype=object))
                 columns["higher_is_better"].append(np.full(basis.k, bool(metric.higher_is_better)))
-                columns["value"].append(np.asarray(v, dtype=np.float64))
+                columns["value"].append(v)
                 columns["chance_mean"].append(np.full(basis.k, mean, dtype=np.float64))
                 columns["chance_std"].append(np.full(basis.k, std, dtype=np.float64))
-                columns["status"].append(np.full(basis.k, status, dtype=object))
+                columns["status"].append(st)
         n_rows = sum(len(c) for c in columns["value"])
         rows = pd.DataFrame(
             {
@@ -488,6 +487,27 @@ class Runner:
         return RunResult(run_dir, scores, fits, stage_times)
 
 
+#: the arrays of a :class:`metrics.base.Ranked` the top-examples stage stores, per band
+_RANKED_ARRAYS = ("top_idx", "top_val", "bottom_idx", "bottom_val", "top_next", "bottom_next")
+
+
+def mark_undetermined(values: np.ndarray, status: str, determined: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-direction ``(values [k] float64, status [k] object)`` of one score column.
+
+    Where the metric scored (``status == "ok"``) but a direction's ranks that it reads are not
+    ``determined [k]`` by values (a dead latent, a sparse code active on fewer samples than the
+    metric reads), the direction has no concept to score: value NaN, status ``"undetermined"``.
+    Skips keep their status on every direction.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    out = np.full(len(values), status, dtype=object)
+    if status != "ok" or determined is None:
+        return values, out
+    undetermined = ~np.asarray(determined, dtype=bool)
+    out[undetermined] = UNDETERMINED
+    return np.where(undetermined, np.nan, values), out
+
+
 def evaluate(metric, samples: StimulusSet, examples) -> tuple[dict[str, np.ndarray], str]:
     """``({suffix: scores [k]}, status)`` of ``metric`` on ``examples``.
 
@@ -541,11 +561,13 @@ def _cell_summary(cell: Cell, rows: pd.DataFrame, fit_row: dict) -> str:
         status = rows["status"].to_numpy(object)
         value, chance = rows["value"].to_numpy(float), rows["chance_mean"].to_numpy(float)
         for i, name in enumerate(names):
-            j = int(np.argmax(which == i))
-            if status[j] != "ok":
-                parts.append(f"{name}=skipped")
+            sel = which == i
+            j = int(np.argmax(sel))
+            ok = sel & (status == "ok")
+            if ok.any():
+                parts.append(f"{name}={np.nanmedian(value[ok]):.3g} (chance {chance[j]:.3g})")
             else:
-                parts.append(f"{name}={np.nanmedian(value[which == i]):.3g} (chance {chance[j]:.3g})")
+                parts.append(f"{name}={UNDETERMINED if status[j] == UNDETERMINED else 'skipped'}")
     fvu = fit_row["fvu"]
     return f"  {cell.label}: k={fit_row['n_directions']} fvu={fvu:.3g} l0={fit_row['l0']:.3g} | " + ", ".join(parts)
 

@@ -14,29 +14,77 @@ from benchmark.activations import ActivationStore
 from benchmark.errors import UserError
 from metrics.base import Ranked
 
+_GOLDEN = 0x9E3779B97F4A7C15
+_MIX1 = 0xBF58476D1CE4E5B9
+_MIX2 = 0x94D049BB133111EB
+
+
+def _signed(c: int) -> int:
+    """A 64-bit constant as the int64 with the same bits."""
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+def _shr(x: Tensor, s: int) -> Tensor:
+    """Logical right shift of int64 bits (torch's ``>>`` is arithmetic)."""
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+
+def splitmix64(x: Tensor) -> Tensor:
+    """The splitmix64 output function of int64 states ``x [...]`` (Steele et al. 2014): integer
+    arithmetic with wrap-around, so the same bits on every machine and device."""
+    x = x + _signed(_GOLDEN)
+    x = (x ^ _shr(x, 30)) * _signed(_MIX1)
+    x = (x ^ _shr(x, 27)) * _signed(_MIX2)
+    return x ^ _shr(x, 31)
+
+
+def direction_streams(seed: int, k: int, device: torch.device | str = "cpu") -> Tensor:
+    """Per direction, the int64 state ``[k]`` its tie-breaking stream starts from: a hash of
+    ``(seed, direction)``."""
+    start = splitmix64(torch.tensor([seed], dtype=torch.long, device=device))
+    return splitmix64(start + torch.arange(k, dtype=torch.long, device=device))
+
+
+def tie_jitter(streams: Tensor, ids: Tensor) -> Tensor:
+    """Tie-breaking keys ``[k, b]`` in ``[0, 1)`` of samples ``ids [b]`` for directions whose
+    streams are ``streams [k]``: ``splitmix64(stream_j + id_i)``, top 53 bits. Each direction draws
+    its own order of any tied samples; no ``[k, n]`` table is stored."""
+    h = splitmix64(streams[:, None] + ids.to(streams.device, torch.long)[None, :])
+    return _shr(h, 11).double() * 2.0**-53
+
 
 def tie_keys(codes: Tensor, jitter: Tensor) -> Tensor:
-    """Ranking keys ``[k, b]`` (float64) of ``codes [b, k]`` with ties broken by ``jitter [b]``
-    in ``[0, 1)``: each value moves by less than half the float32 spacing at that value, so
-    distinct values keep their order and equal values (a dead direction's zeros, a sparse
-    code's floor) are ordered by the jitter instead of by their position in the store."""
+    """Ranking keys ``[k, b]`` (float64) of ``codes [b, k]`` with ties broken by ``jitter [k, b]``
+    (or ``[b]``, shared by every direction) in ``[0, 1)``: each value moves by less than half
+    the float32 spacing at that value, so distinct values keep their order and equal values (a
+    dead direction's zeros, a sparse code's floor) are ordered by the jitter instead of by their
+    position in the store."""
     vals = codes.T.float()
     spacing = (torch.nextafter(vals, torch.full_like(vals, torch.inf)) - vals).double()
-    return vals.double() + (jitter.double()[None, :] - 0.5) * 0.49 * spacing
+    jitter = jitter.double()
+    if jitter.dim() == 1:
+        jitter = jitter[None, :]
+    return vals.double() + (jitter - 0.5) * 0.49 * spacing
 
 
 class StreamingExtremes:
     """Running top-``n`` and bottom-``n`` codes per direction, optionally within a band.
 
-    Equal codes are ranked by a seeded random key per sample (see :func:`tie_keys`), so where a
-    direction's extremes are ties (a dead latent, a sparse code with fewer than ``n`` active
-    samples) the tied samples are a random draw, never a run of neighbouring samples whose
-    shared document or label would look like a coherent concept.
+    Equal codes are ranked by a seeded random key per (direction, sample) (see
+    :func:`tie_jitter`), so where a direction's extremes are ties (a dead latent, a sparse code
+    with fewer than ``n`` active samples) the tied samples are a random draw of that direction's
+    own, never a run of neighbouring samples whose shared document or label would look like a
+    coherent concept, and never the same draw as another direction's.
+
+    One extreme more than ``n`` is kept per side, so :meth:`result` can tell whether the value
+    at rank ``n`` ties with the next one (``Ranked.top_next``): whether the top set is decided
+    by values or by tie-breaking.
 
     Args:
         k: number of directions.
         n: how many extremes to keep per side.
         lower, upper: ``[k]`` band limits; codes outside ``[lower, upper]`` are ignored.
+        seed: seeds the tie-breaking keys.
     """
 
     def __init__(
@@ -46,9 +94,11 @@ class StreamingExtremes:
         lower: Tensor | None = None,
         upper: Tensor | None = None,
         device: torch.device | str = "cpu",
+        seed: int = 0,
     ) -> None:
         self.n = n
         self.lower, self.upper = lower, upper
+        self.streams = direction_streams(seed, k, device)
         self.top_key = torch.full((k, 0), -torch.inf, dtype=torch.float64, device=device)
         self.top_val = torch.full((k, 0), -torch.inf, device=device)
         self.top_id = torch.zeros((k, 0), dtype=torch.long, device=device)
@@ -57,12 +107,10 @@ class StreamingExtremes:
         self.bot_id = torch.zeros((k, 0), dtype=torch.long, device=device)
         self.count = torch.zeros(k, dtype=torch.long, device=device)
 
-    def update(self, codes: Tensor, ids: Tensor, jitter: Tensor | None = None) -> None:
-        """Merge a chunk: ``codes [b, k]``, ``ids [b]`` (sample indices), ``jitter [b]`` in
-        ``[0, 1)`` (tie-breaking keys; default: a hash of the ids)."""
-        if jitter is None:
-            jitter = ((ids.double() * 0.6180339887498949) % 1.0).to(codes.device)
-        keys = tie_keys(codes, jitter)  # [k, b]
+    def update(self, codes: Tensor, ids: Tensor) -> None:
+        """Merge a chunk: ``codes [b, k]``, ``ids [b]`` (sample indices, which with the seed and
+        the direction key the tie-breaking)."""
+        keys = tie_keys(codes, tie_jitter(self.streams, ids))  # [k, b]
         vals = codes.T.float()
         ids_k = ids[None, :].expand_as(vals)
         if self.lower is not None:
@@ -86,12 +134,21 @@ class StreamingExtremes:
         k = torch.cat([key, new_key], dim=1)
         v = torch.cat([val, new_val], dim=1)
         i = torch.cat([idx, new_idx], dim=1)
-        keep = min(self.n, k.shape[1])
+        keep = min(self.n + 1, k.shape[1])  # one more than n: the first value not kept
         k, pos = torch.topk(k, keep, dim=1, largest=largest, sorted=True)
         return k, torch.gather(v, 1, pos), torch.gather(i, 1, pos)
 
+    @staticmethod
+    def _next(key: Tensor, val: Tensor, keep: int, empty: float) -> Tensor:
+        """``[k]``: the value at rank ``keep`` (the first not kept), ``empty`` where the band
+        holds no such sample."""
+        if key.shape[1] <= keep:
+            return torch.full((key.shape[0],), empty, device=key.device)
+        return torch.where(torch.isfinite(key[:, keep]), val[:, keep], empty)
+
     def result(self, quantile: float = 0.0) -> Ranked:
-        """The extremes as a :class:`Ranked` (numpy), ``[k, m]`` with ``m <= n``.
+        """The extremes as a :class:`Ranked` (numpy), ``[k, m]`` with ``m <= n``, and the next
+        value past them per side (``top_next``, ``bottom_next``, ``[k]``).
 
         When a band holds fewer than ``n`` samples for some direction, every direction keeps
         only as many as the sparsest one has (metrics that need more report it as a skip).
@@ -103,6 +160,8 @@ class StreamingExtremes:
             bottom_idx=self.bot_id[:, :keep].cpu().numpy(),
             bottom_val=self.bot_val[:, :keep].cpu().numpy(),
             quantile=quantile,
+            top_next=self._next(self.top_key, self.top_val, keep, -np.inf).cpu().numpy(),
+            bottom_next=self._next(self.bot_key, self.bot_val, keep, np.inf).cpu().numpy(),
         )
 
 
@@ -184,17 +243,16 @@ def top_examples(
         limits = band_limits(basis, store, quantiles, seed=seed, device=device)
         chunks = None
     trackers = {
-        q: StreamingExtremes(basis.k, n, *(lim if lim is not None else (None, None)), device=device)
+        q: StreamingExtremes(basis.k, n, *(lim if lim is not None else (None, None)), device=device, seed=seed)
         for q, lim in limits.items()
     }
     ids = torch.from_numpy(store.ids).to(device)
-    jitter = torch.from_numpy(np.random.default_rng([seed, 7_207]).random(store.n)).to(device)  # tie-breaking keys
     row = 0
     for codes, b in (
         chunks if chunks is not None else ((basis.encode(x), len(x)) for x in store.batches(batch_size, device=device))
     ):
         for t in trackers.values():
-            t.update(codes, ids[row : row + b], jitter[row : row + b])
+            t.update(codes, ids[row : row + b])
         row += b
     return {q: t.result(q) for q, t in trackers.items()}
 

@@ -30,6 +30,15 @@ class Ranked:
         bottom_idx: ``[k, n]`` indices, lowest activation first.
         bottom_val: ``[k, n]`` their activations.
         quantile: the band: activations between the ``q`` and ``1 - q`` quantiles.
+        top_next: ``[k]`` the highest activation *not* kept (rank ``n + 1``; ``-inf`` when the
+            band holds no more samples); None when unknown (random sets, hand-made examples),
+            then every set counts as determined.
+        bottom_next: ``[k]`` the same for the bottom side (``+inf`` when none).
+
+    A top-``m`` set is *value-determined* when the value at rank ``m`` is strictly above the
+    value at rank ``m + 1``; otherwise which of the tied samples belong to it is decided by
+    tie-breaking (a dead latent's zeros, a sparse code with fewer than ``m`` active samples),
+    and the set says nothing about the direction (:meth:`determined`).
     """
 
     top_idx: np.ndarray
@@ -37,6 +46,35 @@ class Ranked:
     bottom_idx: np.ndarray
     bottom_val: np.ndarray
     quantile: float = 0.0
+    top_next: np.ndarray | None = None
+    bottom_next: np.ndarray | None = None
+
+    def determined(self, m: int, side: str = "top") -> np.ndarray:
+        """``[k]`` bool: whether each direction's top-``m`` (or bottom-``m``) set is decided by
+        the values alone, i.e. the value at rank ``m`` differs from the one at rank ``m + 1``.
+        ``m`` is capped at the kept width; ``m = 0`` sets are always determined."""
+        vals, nxt = (self.top_val, self.top_next) if side == "top" else (self.bottom_val, self.bottom_next)
+        k, width = vals.shape
+        m = min(int(m), width)
+        if m == 0 or (nxt is None and m == width):
+            return np.ones(k, dtype=bool)
+        after = vals[:, m] if m < width else np.asarray(nxt)
+        edge = vals[:, m - 1]
+        return edge > after if side == "top" else edge < after
+
+    def determined_depth(self, side: str = "top") -> np.ndarray:
+        """``[k]`` int: how many leading ranks of each direction are value-determined, i.e. the
+        largest ``d`` such that every top-``m`` set with ``m <= d`` is :meth:`determined`
+        (0 for a dead direction, the number of active samples for a sparse code with fewer
+        than ``n``, ``n`` when no tie reaches the kept extremes)."""
+        vals = self.top_val if side == "top" else self.bottom_val
+        k, width = vals.shape
+        if width == 0:
+            return np.zeros(k, dtype=np.int64)
+        ok = np.empty((k, width), dtype=bool)  # ok[:, m - 1]: the top-m set is determined
+        ok[:, :-1] = vals[:, :-1] > vals[:, 1:] if side == "top" else vals[:, :-1] < vals[:, 1:]
+        ok[:, -1] = self.determined(width, side)
+        return np.where(ok.all(axis=1), width, np.argmin(ok, axis=1)).astype(np.int64)
 
 
 @dataclass
@@ -107,6 +145,13 @@ class Metric:
     def score(self, examples: TopExamples) -> np.ndarray:
         """One value per direction, ``[k]``."""
         raise NotImplementedError
+
+    def determined_sets(self, examples: TopExamples) -> dict[str, np.ndarray]:
+        """``{suffix: [k] bool}``: per reported score, whether the ranks it reads are decided by
+        values, not by tie-breaking. The default: the top ``n`` of the whole range (``needs``)."""
+        band = examples.band(0.0)
+        ok = band.determined(self.needs()[0], "top")
+        return {suffix: ok for suffix in self.columns()}
 
     def params(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -179,6 +224,16 @@ class SimilarityMetric(Metric):
         unique, inverse = np.unique(flat, return_inverse=True)
         emb = self.embed(stimuli, unique)
         return emb[torch.from_numpy(inverse)].reshape(*idx.shape, *emb.shape[1:])
+
+    def determined_sets(self, examples: TopExamples) -> dict[str, np.ndarray]:
+        """Consistency reads the top ``n``; psychophysics the top ``T (R + 1)`` ranks of each band
+        (queries and references; the bottom side of a sparse code is its floor by design)."""
+        if self.protocol == "consistency":
+            return {"": examples.band(0.0).determined(self.n, "top")}
+        need = self.needs()[0]
+        return {
+            "" if i == 0 else f"q{q:g}": examples.band(q).determined(need, "top") for i, q in enumerate(self.quantiles)
+        }
 
     def score_all(self, examples: TopExamples) -> dict[str, np.ndarray]:
         from metrics import protocols

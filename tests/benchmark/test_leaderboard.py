@@ -194,7 +194,7 @@ def test_chance_row_and_fit_columns(boards):
     sae = _row(table, "sae_topk(k=4)").values
     assert sae["l0"] == 4.0 and sae["fvu"] == pytest.approx(0.125) and sae["accuracy_recovered"] == pytest.approx(0.94)
     keys = [c.key for c in table.columns]
-    assert keys[-6:] == ["k", "fvu", "l0", "dead_fraction", "fit_seconds", "accuracy_recovered"]
+    assert keys[-7:] == ["k", "fvu", "l0", "dead_fraction", "undetermined", "fit_seconds", "accuracy_recovered"]
 
 
 # -- stability -------------------------------------------------------------------------------------
