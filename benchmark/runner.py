@@ -291,14 +291,14 @@ class Runner:
         quantiles = tuple(sorted({q for _, _, m in metrics for q in m.needs()[1]} | {0.0}))
         # the seed draws the tie-breaking keys (and the band sample of a large probe split)
         top_parts = {"basis": basis_key, "probe": probe_key, "n": n_top, "quantiles": quantiles, "seed": cell.seed,
-                     "ties": "random"}  # fmt: skip
+                     "ties": "random", "rank": "preactivation"}  # fmt: skip
 
         def topk(tmp: Path) -> None:
             bands = top_examples(
                 basis, ActivationStore.open(probe_path), n_top, quantiles, device=self.device, seed=cell.seed
             )
             for q, r in bands.items():
-                for name in ("top_idx", "top_val", "bottom_idx", "bottom_val"):
+                for name in ("top_idx", "top_val", "bottom_idx", "bottom_val", "count"):
                     np.save(tmp / f"q{q:g}_{name}.npy", getattr(r, name))
 
         top_path = self.cache.get_or_compute("top", top_parts, topk)
@@ -308,6 +308,7 @@ class Runner:
                 q: Ranked(
                     *(np.load(path / f"q{q:g}_{n}.npy") for n in ("top_idx", "top_val", "bottom_idx", "bottom_val")),
                     quantile=q,
+                    count=np.load(path / f"q{q:g}_count.npy"),
                 )
                 for q in quantiles
             }
@@ -327,7 +328,7 @@ class Runner:
         columns: dict[str, list] = {k: [] for k in ("metric", "higher_is_better", "value", "chance_mean",
                                                     "chance_std", "status")}  # fmt: skip
         for name, params, metric in metrics:
-            values, status = self._score(metric, name, params, examples, top_parts, probe_key, samples, "score")
+            values, status, by_direction = self._score(metric, name, params, examples, top_parts, probe_key, samples)
             chance = self._chance(metric, name, params, samples, probe_idx, probe_key, cell.seed)
             for suffix in metric.columns():
                 col = metric_column(name, params, metric.columns()[suffix], getattr(metric, "protocol", None))
@@ -338,7 +339,7 @@ class Runner:
                 columns["value"].append(np.asarray(v, dtype=np.float64))
                 columns["chance_mean"].append(np.full(basis.k, mean, dtype=np.float64))
                 columns["chance_std"].append(np.full(basis.k, std, dtype=np.float64))
-                columns["status"].append(np.full(basis.k, status, dtype=object))
+                columns["status"].append(direction_statuses(basis.k, status, by_direction.get(suffix, {})))
         n_rows = sum(len(c) for c in columns["value"])
         rows = pd.DataFrame(
             {
@@ -379,15 +380,17 @@ class Runner:
     def _metric_parts(self, name: str, metric) -> dict:
         return {"metric": name, "params": metric.params(), "version": type(metric).version}
 
-    def _score(self, metric, name, params, examples, top_parts, probe_key, samples, stage):
+    def _score(self, metric, name, params, examples, top_parts, probe_key, samples, stage="score"):
+        """``({suffix: [k]}, status, {suffix: {message: [directions]}})`` through the cache."""
         parts = {**self._metric_parts(name, metric), "top": top_parts, "samples": samples.identity()}
 
         def compute(tmp: Path) -> None:
             write_scores(tmp, metric, samples, examples)
 
         path = self.cache.get_or_compute(stage, parts, compute)
-        status = json.loads((path / "status.json").read_text())["status"]
-        return {p.stem[len("score") :]: np.load(p) for p in sorted(path.glob("score*.npy"))}, status
+        info = json.loads((path / "status.json").read_text())
+        values = {p.stem[len("score") :]: np.load(p) for p in sorted(path.glob("score*.npy"))}
+        return values, info["status"], info.get("directions", {})
 
     def _chance(self, metric, name, params, samples, probe_idx, probe_key, seed):
         from benchmark.topk import random_sets
@@ -491,7 +494,9 @@ def evaluate(metric, samples: StimulusSet, examples) -> tuple[dict[str, np.ndarr
 
     A metric that does not apply, or cannot be computed on these examples (a
     :class:`UserError`, e.g. too few samples in a psychophysics band), gives no scores and
-    status ``skipped: <reason>``: never a crash of the run, never a silent zero.
+    status ``skipped: <reason>``: never a crash of the run, never a silent zero. Directions the
+    metric cannot score one by one (a psychophysics band too small) are NaN here and named by
+    ``metric.direction_status``.
     """
     reason = metric.skip_reason(samples)
     if reason is None:
@@ -503,11 +508,29 @@ def evaluate(metric, samples: StimulusSet, examples) -> tuple[dict[str, np.ndarr
 
 
 def write_scores(out: Path, metric, samples: StimulusSet, examples) -> None:
-    """:func:`evaluate` into ``out``: ``score<suffix>.npy`` files and ``status.json``."""
+    """:func:`evaluate` into ``out``: ``score<suffix>.npy`` files and ``status.json`` (with
+    ``directions``: ``{suffix: {status: [direction, ...]}}`` for directions that are not ok)."""
     scored, status = evaluate(metric, samples, examples)
     for suffix, v in scored.items():
         np.save(out / f"score{suffix}.npy", v)
-    (out / "status.json").write_text(json.dumps({"status": status}))
+    info: dict[str, Any] = {"status": status}
+    if status == "ok":
+        grouped: dict[str, dict[str, list[int]]] = {}
+        for suffix, per_direction in metric.direction_status(examples).items():
+            for j in np.flatnonzero(per_direction != "ok"):
+                grouped.setdefault(suffix, {}).setdefault(str(per_direction[j]), []).append(int(j))
+        if grouped:
+            info["directions"] = grouped
+    (out / "status.json").write_text(json.dumps(info))
+
+
+def direction_statuses(k: int, status: str, by_direction: dict[str, list[int]]) -> np.ndarray:
+    """Status per direction ``[k]`` (object): ``status``, except the directions listed under
+    another status in ``by_direction`` (``{status: [direction, ...]}``)."""
+    out = np.full(k, status, dtype=object)
+    for other, directions in by_direction.items():
+        out[np.asarray(directions, dtype=np.int64)] = other
+    return out
 
 
 def _point_latest(run_dir: Path) -> None:

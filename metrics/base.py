@@ -30,6 +30,8 @@ class Ranked:
         bottom_idx: ``[k, n]`` indices, lowest activation first.
         bottom_val: ``[k, n]`` their activations.
         quantile: the band: activations between the ``q`` and ``1 - q`` quantiles.
+        count: ``[k]`` samples in each direction's band (None: unknown, e.g. random sets);
+            a row holds filler past its count.
     """
 
     top_idx: np.ndarray
@@ -37,6 +39,7 @@ class Ranked:
     bottom_idx: np.ndarray
     bottom_val: np.ndarray
     quantile: float = 0.0
+    count: np.ndarray | None = None
 
 
 @dataclass
@@ -119,6 +122,11 @@ class Metric:
         """Every reported score: ``{suffix: [k]}``; the default is just :meth:`score`."""
         return {"": self.score(examples)}
 
+    def direction_status(self, examples: TopExamples) -> dict[str, np.ndarray]:
+        """Per reported column, the status of each direction ``[k]`` (object: ``"ok"`` or why
+        its score is NaN) where some direction is not ``"ok"``; ``{}`` when all are."""
+        return {}
+
 
 @dataclass(frozen=True)
 class SimilarityMetric(Metric):
@@ -195,3 +203,16 @@ class SimilarityMetric(Metric):
 
     def score(self, examples: TopExamples) -> np.ndarray:
         return self.score_all(examples)[""]
+
+    def direction_status(self, examples: TopExamples) -> dict[str, np.ndarray]:
+        """Psychophysics: directions whose band is too small for the task (``insufficient: ...``)."""
+        from metrics import protocols
+
+        if self.protocol != "psychophysics" or examples.is_random:
+            return {}
+        out = {}
+        for i, q in enumerate(self.quantiles):
+            status = protocols.band_status(examples.band(q), self.n_trials, self.n_references)
+            if (status != "ok").any():
+                out["" if i == 0 else f"q{q:g}"] = status
+        return out
