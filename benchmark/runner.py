@@ -292,7 +292,7 @@ class Runner:
         # the seed draws the tie-breaking keys, one stream per direction (and the band sample of a
         # large probe split); the stage also records the value past the kept ones (undetermined sets)
         top_parts = {"basis": basis_key, "probe": probe_key, "n": n_top, "quantiles": quantiles, "seed": cell.seed,
-                     "ties": "splitmix64(seed, direction, id)", "next": True}  # fmt: skip
+                     "ties": "splitmix64(seed, direction, id)", "next": True, "rank": "preactivation"}  # fmt: skip
 
         def topk(tmp: Path) -> None:
             bands = top_examples(
@@ -325,12 +325,13 @@ class Runner:
         columns: dict[str, list] = {k: [] for k in ("metric", "higher_is_better", "value", "chance_mean",
                                                     "chance_std", "status")}  # fmt: skip
         for name, params, metric in metrics:
-            values, status = self._score(metric, name, params, examples, top_parts, probe_key, samples, "score")
+            values, status, by_direction = self._score(metric, name, params, examples, top_parts, probe_key, samples)
             chance = self._chance(metric, name, params, samples, probe_idx, probe_key, cell.seed)
             determined = metric.determined_sets(examples) if status == "ok" else {}
             for suffix in metric.columns():
                 col = metric_column(name, params, metric.columns()[suffix], getattr(metric, "protocol", None))
-                v, st = mark_undetermined(values.get(suffix, np.full(basis.k, np.nan)), status, determined.get(suffix))
+                st = direction_statuses(basis.k, status, by_direction.get(suffix, {}))
+                v, st = mark_undetermined(values.get(suffix, np.full(basis.k, np.nan)), st, determined.get(suffix))
                 mean, std = chance.get(suffix, (np.nan, np.nan))
                 columns["metric"].append(np.full(basis.k, col, dtype=object))
                 columns["higher_is_better"].append(np.full(basis.k, bool(metric.higher_is_better)))
@@ -378,15 +379,17 @@ class Runner:
     def _metric_parts(self, name: str, metric) -> dict:
         return {"metric": name, "params": metric.params(), "version": type(metric).version}
 
-    def _score(self, metric, name, params, examples, top_parts, probe_key, samples, stage):
+    def _score(self, metric, name, params, examples, top_parts, probe_key, samples, stage="score"):
+        """``({suffix: [k]}, status, {suffix: {message: [directions]}})`` through the cache."""
         parts = {**self._metric_parts(name, metric), "top": top_parts, "samples": samples.identity()}
 
         def compute(tmp: Path) -> None:
             write_scores(tmp, metric, samples, examples)
 
         path = self.cache.get_or_compute(stage, parts, compute)
-        status = json.loads((path / "status.json").read_text())["status"]
-        return {p.stem[len("score") :]: np.load(p) for p in sorted(path.glob("score*.npy"))}, status
+        info = json.loads((path / "status.json").read_text())
+        values = {p.stem[len("score") :]: np.load(p) for p in sorted(path.glob("score*.npy"))}
+        return values, info["status"], info.get("directions", {})
 
     def _chance(self, metric, name, params, samples, probe_idx, probe_key, seed):
         from benchmark.topk import random_sets
@@ -488,22 +491,25 @@ class Runner:
 
 
 #: the arrays of a :class:`metrics.base.Ranked` the top-examples stage stores, per band
-_RANKED_ARRAYS = ("top_idx", "top_val", "bottom_idx", "bottom_val", "top_next", "bottom_next")
+_RANKED_ARRAYS = ("top_idx", "top_val", "bottom_idx", "bottom_val", "top_next", "bottom_next", "top_rank",
+                  "bottom_rank", "top_rank_next", "bottom_rank_next", "count")  # fmt: skip
 
 
-def mark_undetermined(values: np.ndarray, status: str, determined: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def mark_undetermined(
+    values: np.ndarray, status: str | np.ndarray, determined: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-direction ``(values [k] float64, status [k] object)`` of one score column.
 
-    Where the metric scored (``status == "ok"``) but a direction's ranks that it reads are not
-    ``determined [k]`` by values (a dead latent, a sparse code active on fewer samples than the
-    metric reads), the direction has no concept to score: value NaN, status ``"undetermined"``.
-    Skips keep their status on every direction.
+    Where a direction was scored (its ``status``, one for all or ``[k]``, is ``"ok"``) but the
+    ranks the metric reads are not ``determined [k]`` by values (a dead latent, a sparse code
+    active on fewer samples than the metric reads), the direction has no concept to score: value
+    NaN, status ``"undetermined"``. Other statuses (skips, insufficient bands) are kept.
     """
     values = np.asarray(values, dtype=np.float64)
-    out = np.full(len(values), status, dtype=object)
-    if status != "ok" or determined is None:
+    out = np.full(len(values), status, dtype=object) if isinstance(status, str) else np.array(status, dtype=object)
+    if determined is None:
         return values, out
-    undetermined = ~np.asarray(determined, dtype=bool)
+    undetermined = (out == "ok") & ~np.asarray(determined, dtype=bool)
     out[undetermined] = UNDETERMINED
     return np.where(undetermined, np.nan, values), out
 
@@ -513,7 +519,9 @@ def evaluate(metric, samples: StimulusSet, examples) -> tuple[dict[str, np.ndarr
 
     A metric that does not apply, or cannot be computed on these examples (a
     :class:`UserError`, e.g. too few samples in a psychophysics band), gives no scores and
-    status ``skipped: <reason>``: never a crash of the run, never a silent zero.
+    status ``skipped: <reason>``: never a crash of the run, never a silent zero. Directions the
+    metric cannot score one by one (a psychophysics band too small) are NaN here and named by
+    ``metric.direction_status``.
     """
     reason = metric.skip_reason(samples)
     if reason is None:
@@ -525,11 +533,29 @@ def evaluate(metric, samples: StimulusSet, examples) -> tuple[dict[str, np.ndarr
 
 
 def write_scores(out: Path, metric, samples: StimulusSet, examples) -> None:
-    """:func:`evaluate` into ``out``: ``score<suffix>.npy`` files and ``status.json``."""
+    """:func:`evaluate` into ``out``: ``score<suffix>.npy`` files and ``status.json`` (with
+    ``directions``: ``{suffix: {status: [direction, ...]}}`` for directions that are not ok)."""
     scored, status = evaluate(metric, samples, examples)
     for suffix, v in scored.items():
         np.save(out / f"score{suffix}.npy", v)
-    (out / "status.json").write_text(json.dumps({"status": status}))
+    info: dict[str, Any] = {"status": status}
+    if status == "ok":
+        grouped: dict[str, dict[str, list[int]]] = {}
+        for suffix, per_direction in metric.direction_status(examples).items():
+            for j in np.flatnonzero(per_direction != "ok"):
+                grouped.setdefault(suffix, {}).setdefault(str(per_direction[j]), []).append(int(j))
+        if grouped:
+            info["directions"] = grouped
+    (out / "status.json").write_text(json.dumps(info))
+
+
+def direction_statuses(k: int, status: str, by_direction: dict[str, list[int]]) -> np.ndarray:
+    """Status per direction ``[k]`` (object): ``status``, except the directions listed under
+    another status in ``by_direction`` (``{status: [direction, ...]}``)."""
+    out = np.full(k, status, dtype=object)
+    for other, directions in by_direction.items():
+        out[np.asarray(directions, dtype=np.int64)] = other
+    return out
 
 
 def _point_latest(run_dir: Path) -> None:

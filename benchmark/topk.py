@@ -2,6 +2,10 @@
 
 Codes for all probe samples are never held at once: each chunk of codes ``[b, k]`` is merged
 into running ``[k, n]`` extremes with one ``torch.topk`` per side.
+
+Samples are ranked, and bands cut, by the basis's dense ``preactivation`` (the code where it is
+non-zero, how far from activating where it is zero; :meth:`methods.base.Basis.preactivation`),
+so a sparse code's zeros are ordered by real values; the values kept are the codes.
 """
 
 from __future__ import annotations
@@ -107,14 +111,18 @@ class StreamingExtremes:
         self.bot_id = torch.zeros((k, 0), dtype=torch.long, device=device)
         self.count = torch.zeros(k, dtype=torch.long, device=device)
 
-    def update(self, codes: Tensor, ids: Tensor) -> None:
+    def update(self, codes: Tensor, ids: Tensor, rank_by: Tensor | None = None) -> None:
         """Merge a chunk: ``codes [b, k]``, ``ids [b]`` (sample indices, which with the seed and
-        the direction key the tie-breaking)."""
-        keys = tie_keys(codes, tie_jitter(self.streams, ids))  # [k, b]
+        the direction key the tie-breaking), ``rank_by [b, k]`` the values that order samples and
+        place them in the band (default: the codes; the harness passes the basis's
+        preactivation). The values kept are ``codes``; the ranking values stay readable from the
+        keys (:func:`tie_keys` moves a value by less than half its float32 spacing)."""
+        keys = tie_keys(codes if rank_by is None else rank_by, tie_jitter(self.streams, ids))  # [k, b]
         vals = codes.T.float()
         ids_k = ids[None, :].expand_as(vals)
         if self.lower is not None:
-            inside = (vals >= self.lower[:, None]) & (vals <= self.upper[:, None])
+            ranked = rank_by.T.float()
+            inside = (ranked >= self.lower[:, None]) & (ranked <= self.upper[:, None])
             self.count += inside.sum(dim=1)
             top_in = torch.where(inside, keys, -torch.inf)
             bot_in = torch.where(inside, keys, torch.inf)
@@ -147,13 +155,16 @@ class StreamingExtremes:
         return torch.where(torch.isfinite(key[:, keep]), val[:, keep], empty)
 
     def result(self, quantile: float = 0.0) -> Ranked:
-        """The extremes as a :class:`Ranked` (numpy), ``[k, m]`` with ``m <= n``, and the next
-        value past them per side (``top_next``, ``bottom_next``, ``[k]``).
+        """The extremes as a :class:`Ranked` (numpy), ``[k, m]``, with per side the next value
+        past them (``top_next``, ``bottom_next``, ``[k]``), the ranking values of both
+        (``top_rank``, ``top_rank_next``, ...) and each direction's number of samples in the band,
+        ``count [k]``.
 
-        When a band holds fewer than ``n`` samples for some direction, every direction keeps
-        only as many as the sparsest one has (metrics that need more report it as a skip).
+        ``m`` is as many as the fullest band holds (at most ``n``); a direction whose band holds
+        fewer than ``m`` has filler past its ``count``: metrics that read a band check ``count``
+        (the psychophysics protocol reports such a band as insufficient).
         """
-        keep = min(self.n, int(self.count.min())) if len(self.count) else 0
+        keep = min(self.n, int(self.count.max())) if len(self.count) else 0
         return Ranked(
             top_idx=self.top_id[:, :keep].cpu().numpy(),
             top_val=self.top_val[:, :keep].cpu().numpy(),
@@ -162,6 +173,11 @@ class StreamingExtremes:
             quantile=quantile,
             top_next=self._next(self.top_key, self.top_val, keep, -np.inf).cpu().numpy(),
             bottom_next=self._next(self.bot_key, self.bot_val, keep, np.inf).cpu().numpy(),
+            top_rank=self.top_key[:, :keep].float().cpu().numpy(),
+            bottom_rank=self.bot_key[:, :keep].float().cpu().numpy(),
+            top_rank_next=self._next(self.top_key, self.top_key.float(), keep, -np.inf).cpu().numpy(),
+            bottom_rank_next=self._next(self.bot_key, self.bot_key.float(), keep, np.inf).cpu().numpy(),
+            count=self.count.cpu().numpy(),
         )
 
 
@@ -198,12 +214,13 @@ def band_limits(
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> dict[float, tuple[Tensor, Tensor] | None]:
-    """Per-direction ``(lower, upper)`` limits ``[k]`` of each central band, estimated from
-    the codes of up to ``max_rows`` probe samples (exact when the probe split is smaller)."""
+    """Per-direction ``(lower, upper)`` limits ``[k]`` of each central band of the basis's
+    preactivation, estimated from up to ``max_rows`` probe samples (exact when the probe split
+    is smaller)."""
     if not any(q > 0.0 for q in quantiles):
         return {0.0: None}
     rows = _sample_rows(basis, max_rows)
-    codes = torch.cat([basis.encode(x) for x in store.sample_batches(rows, 8192, seed=seed, device=device)])
+    codes = torch.cat([basis.preactivation(x) for x in store.sample_batches(rows, 8192, seed=seed, device=device)])
     return limits_from_codes(codes, quantiles)
 
 
@@ -226,6 +243,9 @@ def top_examples(
         n: extremes per side.
         quantiles: bands to compute (0.0 = whole range).
 
+    Samples are ranked and bands cut by ``basis.encode_with_preactivation`` (see the module
+    docstring); the values returned are the codes.
+
     Returns:
         ``{quantile: Ranked}`` with ``[k, n]`` arrays of sample indices and values.
     """
@@ -237,8 +257,8 @@ def top_examples(
     quantiles = tuple(quantiles)
     if any(q > 0.0 for q in quantiles) and store.n <= _sample_rows(basis, 50_000):
         # the whole probe split is the band sample: encode it once, not once per pass
-        chunks = [(basis.encode(x), len(x)) for x in store.batches(batch_size, device=device)]
-        limits = limits_from_codes(torch.cat([c for c, _ in chunks]), quantiles)
+        chunks = [basis.encode_with_preactivation(x) for x in store.batches(batch_size, device=device)]
+        limits = limits_from_codes(torch.cat([p for _, p in chunks]), quantiles)
     else:
         limits = band_limits(basis, store, quantiles, seed=seed, device=device)
         chunks = None
@@ -248,11 +268,14 @@ def top_examples(
     }
     ids = torch.from_numpy(store.ids).to(device)
     row = 0
-    for codes, b in (
-        chunks if chunks is not None else ((basis.encode(x), len(x)) for x in store.batches(batch_size, device=device))
+    for codes, pre in (
+        chunks
+        if chunks is not None
+        else (basis.encode_with_preactivation(x) for x in store.batches(batch_size, device=device))
     ):
+        b = len(codes)
         for t in trackers.values():
-            t.update(codes, ids[row : row + b])
+            t.update(codes, ids[row : row + b], rank_by=pre)
         row += b
     return {q: t.result(q) for q, t in trackers.items()}
 

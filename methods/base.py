@@ -59,6 +59,23 @@ class Basis:
         """Codes ``[n, k]`` for activations ``[n, d]``."""
         raise NotImplementedError
 
+    def preactivation(self, acts: Tensor) -> Tensor:
+        """Dense ranking values ``[n, k]`` for ``acts [n, d]``: what the code thresholds.
+
+        Where a code is non-zero this is the code itself (or a value in the same order); where
+        it is zero, how far the sample is from activating it (a real value, so zeros are not
+        ties). Sorting by it keeps a sparse code's top set and order and gives its "bottom" a
+        meaning: the samples farthest from activating the direction, as a dense code's bottom
+        is. Dense bases: the code (this default). See :mod:`metrics.protocols`.
+        """
+        return self.encode_with_preactivation(acts)[1]
+
+    def encode_with_preactivation(self, acts: Tensor) -> tuple[Tensor, Tensor]:
+        """``(codes [n, k], preactivation [n, k])`` of ``acts [n, d]`` in one pass (the default,
+        for dense codes: the codes twice)."""
+        codes = self.encode(acts)
+        return codes, codes
+
     def decode(self, codes: Tensor) -> Tensor:
         """Reconstruction ``[n, d]`` from codes ``[n, k]``."""
         raise NotImplementedError(f"{type(self).__name__} has no decoder")

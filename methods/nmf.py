@@ -146,6 +146,17 @@ class NMFBasis(Basis):
         """Non-negative codes ``[n, k]`` of ``acts [n, d]``."""
         return nnls_codes(acts - self.shift, self.components, iters=self.encode_iters)
 
+    def encode_with_preactivation(self, acts: Tensor) -> tuple[Tensor, Tensor]:
+        """``(codes, preactivation)``, both ``[n, k]``. The preactivation is what the NNLS update
+        ``h_j <- max(0, h_j + r . H_j / |H_j|^2)`` thresholds at its fixed point (``r`` the
+        residual): the code where it is positive, ``min(r . H_j / |H_j|^2, 0)`` where it is zero
+        (how strongly the residual points away from the component)."""
+        x = acts - self.shift
+        codes = nnls_codes(x, self.components, iters=self.encode_iters)
+        residual = x - codes @ self.components
+        gap = residual @ self.components.T / (self.components * self.components).sum(1).clamp_min(1e-12)
+        return codes, torch.where(codes > 0, codes, gap.clamp_max(0))
+
     def decode(self, codes: Tensor) -> Tensor:
         """``codes [n, k] @ components + shift`` -> ``[n, d]``."""
         return codes @ self.components + self.shift

@@ -79,13 +79,27 @@ class SAEBasis(Basis):
 
     def encode(self, acts: Tensor) -> Tensor:
         """Non-negative codes ``[n, k]`` for ``acts [n, d]``."""
-        pre = self.pre_activations(acts)
+        return self._activate(self.pre_activations(acts))[0]
+
+    def _activate(self, pre: Tensor) -> tuple[Tensor, Tensor | float]:
+        """Codes ``[n, k]`` from pre-activations ``pre [n, k]``, and the gate each pre-activation
+        must pass (0 for ReLU, the thresholds ``[k]`` for JumpReLU, per row for TopK ``[n, 1]``:
+        the row's ``topk``-th largest pre-activation, at least 0)."""
         if self.activation == "relu":
-            return torch.relu(pre)
+            return torch.relu(pre), 0.0
         if self.activation == "topk":
             vals, idx = pre.topk(int(self.topk), dim=1)
-            return torch.zeros_like(pre).scatter_(1, idx, torch.relu(vals))
-        return pre * (pre > self.threshold)
+            codes = torch.zeros_like(pre).scatter_(1, idx, torch.relu(vals))
+            return codes, vals[:, -1:].clamp_min(0)
+        return pre * (pre > self.threshold), self.threshold
+
+    def encode_with_preactivation(self, acts: Tensor) -> tuple[Tensor, Tensor]:
+        """``(codes, preactivation)``, both ``[n, k]``: the preactivation is the code where it is
+        non-zero and ``min(pre - gate, 0)`` where it is zero (how far the pre-activation is
+        below what would activate it). For ReLU that is the pre-activation itself."""
+        pre = self.pre_activations(acts)
+        codes, gate = self._activate(pre)
+        return codes, torch.where(codes != 0, codes, (pre - gate).clamp_max(0))
 
     def decode(self, codes: Tensor) -> Tensor:
         """Reconstruction ``[n, d]`` from ``codes [n, k]``."""

@@ -375,6 +375,20 @@ class SparseCodingBasis(Basis):
         )
         return codes
 
+    def encode_with_preactivation(self, acts: Tensor) -> tuple[Tensor, Tensor]:
+        """``(codes, preactivation)``, both ``[n, k]``. The lasso code is a soft threshold at
+        ``alpha`` of ``r = z + (x - z D) D^T`` (each atom's correlation with the residual once its
+        own part is added back); the preactivation is that ``r``, written so that the
+        code's order is kept exactly: ``z + alpha sign(z)`` where the code is non-zero, ``r``
+        clipped to ``[-alpha, alpha]`` (``[.., alpha]`` for positive codes) where it is zero."""
+        codes = self.encode(acts)
+        x = acts.to(self.directions.dtype)
+        gram, _ = self._gram()
+        r = codes + x @ self.directions.T - codes @ gram
+        a = self.alpha
+        inactive = r.clamp(max=a) if self.positive else r.clamp(-a, a)
+        return codes, torch.where(codes != 0, codes + a * torch.sign(codes), inactive)
+
     def decode(self, codes: Tensor) -> Tensor:
         return codes.to(self.directions.dtype) @ self.directions
 

@@ -34,11 +34,19 @@ class Ranked:
             band holds no more samples); None when unknown (random sets, hand-made examples),
             then every set counts as determined.
         bottom_next: ``[k]`` the same for the bottom side (``+inf`` when none).
+        top_rank, bottom_rank: ``[k, n]`` the values the samples were ranked by (the basis's
+            preactivation; :mod:`benchmark.topk`), ``top_rank_next``, ``bottom_rank_next``
+            ``[k]`` the next ones; None: the activations themselves.
+        count: ``[k]`` samples in each direction's band (None: unknown, e.g. random sets);
+            a row holds filler past its count.
 
     A top-``m`` set is *value-determined* when the value at rank ``m`` is strictly above the
     value at rank ``m + 1``; otherwise which of the tied samples belong to it is decided by
     tie-breaking (a dead latent's zeros, a sparse code with fewer than ``m`` active samples),
-    and the set says nothing about the direction (:meth:`determined`).
+    and the set says nothing about the direction (:meth:`determined`). Sets of the stimuli that
+    activate a direction most are judged on the activations (``by="value"``); the
+    psychophysics protocol, which reads the ranking over the whole band, on the ranking values
+    (``by="rank"``).
     """
 
     top_idx: np.ndarray
@@ -48,12 +56,26 @@ class Ranked:
     quantile: float = 0.0
     top_next: np.ndarray | None = None
     bottom_next: np.ndarray | None = None
+    top_rank: np.ndarray | None = None
+    bottom_rank: np.ndarray | None = None
+    top_rank_next: np.ndarray | None = None
+    bottom_rank_next: np.ndarray | None = None
+    count: np.ndarray | None = None
 
-    def determined(self, m: int, side: str = "top") -> np.ndarray:
+    def _side(self, side: str, by: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(values [k, n], next [k] or None)`` of ``side`` (``"top"``/``"bottom"``): the ranked
+        activations (``by="value"``) or the ranking values (``by="rank"``; the activations when
+        the ranking values are not recorded)."""
+        if by == "rank" and (self.top_rank if side == "top" else self.bottom_rank) is not None:
+            return (self.top_rank, self.top_rank_next) if side == "top" else (self.bottom_rank, self.bottom_rank_next)
+        return (self.top_val, self.top_next) if side == "top" else (self.bottom_val, self.bottom_next)
+
+    def determined(self, m: int, side: str = "top", by: str = "value") -> np.ndarray:
         """``[k]`` bool: whether each direction's top-``m`` (or bottom-``m``) set is decided by
-        the values alone, i.e. the value at rank ``m`` differs from the one at rank ``m + 1``.
-        ``m`` is capped at the kept width; ``m = 0`` sets are always determined."""
-        vals, nxt = (self.top_val, self.top_next) if side == "top" else (self.bottom_val, self.bottom_next)
+        the values alone (``by="value"``: the activations; ``"rank"``: the ranking values), i.e.
+        the value at rank ``m`` differs from the one at rank ``m + 1``. ``m`` is capped at the
+        kept width; ``m = 0`` sets are always determined."""
+        vals, nxt = self._side(side, by)
         k, width = vals.shape
         m = min(int(m), width)
         if m == 0 or (nxt is None and m == width):
@@ -164,6 +186,11 @@ class Metric:
         """Every reported score: ``{suffix: [k]}``; the default is just :meth:`score`."""
         return {"": self.score(examples)}
 
+    def direction_status(self, examples: TopExamples) -> dict[str, np.ndarray]:
+        """Per reported column, the status of each direction ``[k]`` (object: ``"ok"`` or why
+        its score is NaN) where some direction is not ``"ok"``; ``{}`` when all are."""
+        return {}
+
 
 @dataclass(frozen=True)
 class SimilarityMetric(Metric):
@@ -226,14 +253,20 @@ class SimilarityMetric(Metric):
         return emb[torch.from_numpy(inverse)].reshape(*idx.shape, *emb.shape[1:])
 
     def determined_sets(self, examples: TopExamples) -> dict[str, np.ndarray]:
-        """Consistency reads the top ``n``; psychophysics the top ``T (R + 1)`` ranks of each band
-        (queries and references; the bottom side of a sparse code is its floor by design)."""
+        """Consistency reads the top ``n`` activations; psychophysics the top and bottom
+        ``T (R + 1)`` ranks of each band (queries and references), ranked by the basis's
+        preactivation, so its sets are judged on those ranking values: a sparse code's zeros are
+        ordered by how far each sample is from activating the direction, while a code that is
+        its own ranking value (a ReLU neuron) still ties at its floor."""
         if self.protocol == "consistency":
             return {"": examples.band(0.0).determined(self.n, "top")}
         need = self.needs()[0]
-        return {
-            "" if i == 0 else f"q{q:g}": examples.band(q).determined(need, "top") for i, q in enumerate(self.quantiles)
-        }
+        out = {}
+        for i, q in enumerate(self.quantiles):
+            band = examples.band(q)
+            both = band.determined(need, "top", by="rank") & band.determined(need, "bottom", by="rank")
+            out["" if i == 0 else f"q{q:g}"] = both
+        return out
 
     def score_all(self, examples: TopExamples) -> dict[str, np.ndarray]:
         from metrics import protocols
@@ -250,3 +283,16 @@ class SimilarityMetric(Metric):
 
     def score(self, examples: TopExamples) -> np.ndarray:
         return self.score_all(examples)[""]
+
+    def direction_status(self, examples: TopExamples) -> dict[str, np.ndarray]:
+        """Psychophysics: directions whose band is too small for the task (``insufficient: ...``)."""
+        from metrics import protocols
+
+        if self.protocol != "psychophysics" or examples.is_random:
+            return {}
+        out = {}
+        for i, q in enumerate(self.quantiles):
+            status = protocols.band_status(examples.band(q), self.n_trials, self.n_references)
+            if (status != "ok").any():
+                out["" if i == 0 else f"q{q:g}"] = status
+        return out

@@ -52,7 +52,7 @@ class ColorConsistency(CachedGather, SimilarityMetric):
     space: str = "rgb"
     modalities: ClassVar[frozenset[str]] = frozenset({"vision"})
     requires: ClassVar[frozenset[str]] = frozenset({"rgb_images"})
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: psychophysics bands with 4 T (R + 1) samples or fewer are "insufficient"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -23,7 +23,7 @@ class LabelConsistency(SimilarityMetric):
     """
 
     requires: ClassVar[frozenset[str]] = frozenset({"labels"})
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: psychophysics bands with 4 T (R + 1) samples or fewer are "insufficient"
 
     def embed(self, stimuli: StimulusSet, idx: np.ndarray) -> Tensor:
         return torch.as_tensor(np.asarray(stimuli.labels(idx), dtype=np.int64))

@@ -165,7 +165,7 @@ class LPIPSConsistency(GramSimilarity, SimilarityMetric):
     device: str = "auto"
     modalities: ClassVar[frozenset[str]] = frozenset({"vision"})
     requires: ClassVar[frozenset[str]] = frozenset({"images"})
-    version: ClassVar[str] = "2"  # 2: channels-last backbone, position-major features
+    version: ClassVar[str] = "3"  # 2: channels-last backbone, position-major features; 3: psychophysics band rule
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -78,7 +78,7 @@ class NgramConsistency(CachedGather, SimilarityMetric):
     num_hashes: int = 128
     modalities: ClassVar[frozenset[str]] = frozenset({"language"})
     requires: ClassVar[frozenset[str]] = frozenset({"texts"})
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: psychophysics bands with 4 T (R + 1) samples or fewer are "insufficient"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -150,7 +150,7 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
     device: str = "auto"
     modalities: ClassVar[frozenset[str]] = frozenset({"vision"})
     requires: ClassVar[frozenset[str]] = frozenset({"images"})
-    version: ClassVar[str] = "2"  # 2: position-major features (metrics.lpips.normalized_flat)
+    version: ClassVar[str] = "3"  # 2: position-major features (lpips.normalized_flat); 3: psychophysics band rule
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -9,6 +9,36 @@
   similarity to each reference side, and the choice probability is a softmax over the two
   assignments. The score is the mean probability of the correct assignment; chance is 0.5.
 
+**Band sufficiency (the published rule).** The reference code refuses a unit whose band holds
+``4 T (R + 1)`` samples or fewer (800 for ``T = 20, R = 9``): with fewer than ``2 T (R + 1)``
+the top and bottom lists overlap and the task drifts to chance without saying so. Here the
+rule is checked per band and per direction (``Ranked.count``, the samples between the band's
+limits): a band too small gives NaN for that direction and the status
+``insufficient: band q=... holds N samples, needs more than M`` (:func:`band_status`), never a
+silent score and never a crash. Random sets (chance) have no band and are not checked.
+
+**Sparse codes.** A sparse code (SAE, NMF, sparse coding) is zero on most samples. Ranked by
+the code, its bottom references are a random draw of those zeros and the task becomes top
+versus random, which scores a coherent top set lower than the same set read by a dense code. On
+the toy of ``tests/metrics/test_protocols.py`` (6,000 colour swatches, a code ``c`` that reads
+red plus noise of sd 0.3, the sparse code ``relu(c - theta)`` with ``theta`` at the 0.9
+quantile; colour similarity, T = 20, R = 9) the dense code scores 0.936 and the sparse one
+0.693 at q = 0, 0.665 against 0.471 at q = 0.25 (the sparse code's central band is all zeros).
+Drawing the sparse code's bottom from its lowest *non-zero* values instead compares the top
+with samples just above the threshold, which resemble the top: 0.516 (0.518 with ``theta`` at
+the 0.8 quantile), and it needs 2 T (R + 1) active samples. So the harness ranks and bands by
+the basis's dense :meth:`~methods.base.Basis.preactivation`, the quantity the code thresholds:
+the code where it is non-zero, how far the sample is from activating it where it is zero (the
+pre-ReLU value of a ReLU SAE, the margin below the gate for TopK and JumpReLU, the lasso's
+pre-threshold correlation for sparse coding, the NNLS gradient step for NMF; the code itself for
+dense bases). It keeps the code's top set and order exactly, and on the toy the sparse code
+scores what the dense one does (0.936 and 0.665, for ``theta`` at the 0.8 and 0.95 quantiles
+too: the ranking is the same). The consistency protocol reads only the top ``n``, which the
+preactivation leaves as the code's whenever at least ``n`` samples are active; with fewer, the
+rest of the top set are the samples nearest to activating the direction rather than a random
+draw of zeros (whether such a direction is scored at all is the harness's "undetermined" rule,
+on the code values kept in ``top_val``).
+
 The query permutations are drawn exactly as the reference code does (``np.random.seed(seed)``,
 then two ``np.random.choice(T, T, replace=False)`` per quantile, quantiles in order), so a
 direction's trials are the same trials that code would run.
@@ -87,6 +117,34 @@ def query_permutations(seed: int, n_trials: int, quantile_index: int = 0) -> tup
     return perm_top, perm_bottom
 
 
+def band_needed(n_trials: int, n_references: int) -> int:
+    """The published rule: a band is used only when it holds *more* than ``4 T (R + 1)`` samples."""
+    return 4 * n_trials * (n_references + 1)
+
+
+def band_status(ranked: Ranked, n_trials: int, n_references: int) -> np.ndarray:
+    """Per direction ``[k]`` (object): ``"ok"`` or ``"insufficient: band q=.. holds N samples,
+    needs more than M (...)"`` by :func:`band_needed` (all ``"ok"`` when ``ranked.count`` is None)."""
+    k = ranked.top_idx.shape[0]
+    out = np.full(k, "ok", dtype=object)
+    if ranked.count is None:
+        return out
+    need = band_needed(n_trials, n_references)
+    for j in np.flatnonzero(np.asarray(ranked.count) <= need):
+        out[j] = (
+            f"insufficient: band q={ranked.quantile:g} holds {int(ranked.count[j])} samples, needs more than "
+            f"{need} (4 x {n_trials} trials x ({n_references} references + 1))"
+        )
+    return out
+
+
+def _rows(ranked: Ranked, keep: np.ndarray) -> Ranked:
+    """The directions ``keep [k] bool`` of ``ranked``."""
+    count = None if ranked.count is None else ranked.count[keep]
+    return type(ranked)(ranked.top_idx[keep], ranked.top_val[keep], ranked.bottom_idx[keep],
+                        ranked.bottom_val[keep], ranked.quantile, count)  # fmt: skip
+
+
 def trial_indices(
     ranked: Ranked, n_trials: int, n_references: int, seed: int, quantile_index: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -142,11 +200,23 @@ def psychophysics(
     quantile_index: int = 0,
     pool: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Mean probability of the correct choice over trials, per direction: ``[k]``.
+    """Mean probability of the correct choice over trials, per direction: ``[k]``; NaN where
+    the band is insufficient (:func:`band_status`).
 
     ``quantile_index`` is the band's position in the metric's quantiles (it picks the query
     permutations, as in the reference code); ``pool`` the probe indices the examples came from.
     """
+    ok = band_status(ranked, metric.n_trials, metric.n_references) == "ok"
+    out = np.full(len(ok), np.nan)
+    if ok.any():
+        out[ok] = _psychophysics(metric, stimuli, ranked if ok.all() else _rows(ranked, ok), quantile_index, pool)
+    return out
+
+
+def _psychophysics(
+    metric: SimilarityMetric, stimuli: StimulusSet, ranked: Ranked, quantile_index: int, pool: np.ndarray | None
+) -> np.ndarray:
+    """:func:`psychophysics` on directions whose band suffices: ``[k]``."""
     refs, queries = trial_indices(ranked, metric.n_trials, metric.n_references, metric.seed, quantile_index)
     k, T = refs.shape[:2]
     R = metric.n_references

@@ -17,18 +17,22 @@ from benchmark.topk import StreamingExtremes
 from metrics.base import TopExamples
 
 
-def rank_codes(codes: np.ndarray, n: int, quantiles: tuple[float, ...] = (0.0,)) -> dict:
-    """``{q: Ranked}`` for codes ``[N, k]`` over stimuli ``0..N-1`` (the harness's ranking)."""
+def rank_codes(
+    codes: np.ndarray, n: int, quantiles: tuple[float, ...] = (0.0,), rank_by: np.ndarray | None = None
+) -> dict:
+    """``{q: Ranked}`` for codes ``[N, k]`` over stimuli ``0..N-1`` (the harness's ranking), ranked
+    and banded by ``rank_by [N, k]`` (the preactivation; default the codes)."""
     c = torch.as_tensor(codes, dtype=torch.float32)
+    r = c if rank_by is None else torch.as_tensor(rank_by, dtype=torch.float32)
     ids = torch.arange(len(c))
     bands = {}
     for q in quantiles:
         if q > 0:
-            lo, hi = torch.quantile(c, torch.tensor([q, 1 - q]), dim=0)
+            lo, hi = torch.quantile(r, torch.tensor([q, 1 - q]), dim=0)
             tracker = StreamingExtremes(c.shape[1], n, lo, hi)
         else:
             tracker = StreamingExtremes(c.shape[1], n)
-        tracker.update(c, ids)
+        tracker.update(c, ids, rank_by=r)
         bands[float(q)] = tracker.result(q)
     return bands
 

@@ -1,5 +1,6 @@
 """The vision metrics inside the harness: every metric gives rows with a chance level, the
-psychophysics band gets its own column, and a metric that cannot run is a skipped row."""
+psychophysics band gets its own column (here too small: "insufficient" rows), and a metric that
+cannot run is a skipped row."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ params = { n_components = 6 }
 [[metrics]]
 name = "color_consistency"
 sweep = { protocol = ["consistency", "psychophysics"] }
+params = { n_trials = 10, n_references = 5 }  # bands need > 240 samples: q=0 has 450, q=0.25 about 225
 
 [[metrics]]
 name = "caption_compressibility"
@@ -56,6 +58,17 @@ def test_metrics_in_the_harness(tmp_path):
         if name.startswith("lpips_consistency"):
             assert (g["status"].str.startswith("skipped: AlexNet ImageNet weights not found")).all()
             assert g["value"].isna().all()
+            continue
+        if name == "color_consistency[psychophysics q=0.25]":  # the published band rule, per direction
+            assert (
+                g["status"]
+                .str.fullmatch(
+                    r"insufficient: band q=0.25 holds 2\d\d samples, needs more than 240 "
+                    r"\(4 x 10 trials x \(5 references \+ 1\)\)"
+                )
+                .all()
+            ), g["status"].iloc[0]
+            assert g["value"].isna().all() and np.isfinite(g["chance_mean"]).all()
             continue
         assert (g["status"] == "ok").all(), name
         assert np.isfinite(g["value"]).all() and np.isfinite(g["chance_mean"]).all(), name
