@@ -162,7 +162,7 @@ def _vision_examples(n_directions: int = 12):
     from benchmark.topk import top_examples
     from metrics.base import TopExamples
 
-    stimuli = Shapes(n=1000, size=32, seed=3)
+    stimuli = Shapes(n=1800, size=32, seed=3)  # q=0.25 band > 4 T (R + 1) = 800 samples
     rng = np.random.default_rng(0)
     images = stimuli.images(np.arange(len(stimuli)))  # [N, 3, h, w]
     mean_rgb = images.mean(dim=(2, 3)).numpy()  # [N, 3]
