@@ -64,6 +64,9 @@ _SUFFIX = {"md": "md", "csv": "csv", "latex": "tex"}
 FIT_EXTRAS = {"accuracy_recovered": "acc. rec.", "loss_recovered": "loss rec."}
 DASH = "–"
 DAGGER = "†"
+SURVIVORS = "‡"
+#: a cell whose basis has a larger share of undetermined directions is shown but not ranked
+MAX_UNDETERMINED = 0.5
 
 
 # -- statistics (the functions themselves live in benchmark.stats) ---------------------------
@@ -233,12 +236,22 @@ def _as_float(x: Any) -> float:
         return math.nan
 
 
+def rankable(summary: pd.DataFrame) -> pd.Series:
+    """``[rows]`` bool: cells that are ranked and may be bold: scored (status ``ok``, a median)
+    on at least ``1 - MAX_UNDETERMINED`` of the basis's directions. A median over the few
+    determined directions of a mostly dead basis describes those survivors, not the basis, so it
+    is shown (marked ``‡``) but never ranked."""
+    share = summary["undetermined"].astype(float).fillna(0.0) if "undetermined" in summary else 0.0
+    return (summary["status"] == "ok") & summary["median"].notna() & (share <= MAX_UNDETERMINED)
+
+
 def rank_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Ranks per (task, headline metric): task keys, ``method, method_params, metric, rank``."""
     parts = []
-    for _, g in summary.groupby(TASK_KEYS, sort=True):
+    ok = rankable(summary)
+    for _, g in summary[ok].groupby(TASK_KEYS, sort=True):
         for metric in headline_metrics(sorted(g["metric"].unique())):
-            m = g[(g["metric"] == metric) & (g["status"] == "ok") & g["median"].notna()]
+            m = g[g["metric"] == metric]
             if len(m) < 1:
                 continue
             m = m.assign(rank=average_ranks(m["median"], bool(m["higher_is_better"].iloc[0])))
@@ -310,6 +323,7 @@ class MetricCell:
     best: bool = False
     n: int = 0
     undetermined: float = math.nan
+    survivors: bool = False  # more than MAX_UNDETERMINED of the directions undetermined: not ranked
 
     @property
     def ok(self) -> bool:
@@ -325,7 +339,7 @@ class MetricCell:
             return self.status
         if not self.ok:
             return DASH
-        mark = DAGGER if self.includes_chance else ""
+        mark = (DAGGER if self.includes_chance else "") + (SURVIVORS if self.survivors else "")
         return f"{fmt(self.median)} [{fmt(self.lo)}, {fmt(self.hi)}]{mark}"
 
 
@@ -474,9 +488,10 @@ def task_table(
         values: dict[str, Any] = {"method": method_label(method, params), "rank": ranks.get((method, params), math.nan)}
         s = summary[(summary["method"] == method) & (summary["method_params"] == params)]
         for r in s.itertuples():
+            survivors = r.status == "ok" and float(r.undetermined) > MAX_UNDETERMINED  # shown, never ranked
             values[r.metric] = MetricCell(
-                r.median, r.lo, r.hi, r.chance, r.status, best=r.median == best.get(r.metric), n=int(r.n_values),
-                undetermined=float(r.undetermined),
+                r.median, r.lo, r.hi, r.chance, r.status, best=not survivors and r.median == best.get(r.metric),
+                n=int(r.n_values), undetermined=float(r.undetermined), survivors=survivors,
             )  # fmt: skip
         f = fit_s[(fit_s["method"] == method) & (fit_s["method_params"] == params)]
         if len(f):
@@ -491,7 +506,9 @@ def task_table(
         "FVU: fraction of variance unexplained (mean-centred, probe split); L0: mean active directions per sample.",
         "undet.: largest share of directions, over this task's metrics, whose top set is decided by ties "
         "(dead, or active on fewer probe samples than the metric reads); they have no concept, so they are "
-        "left out of the medians and intervals, and a cell where all are shows `undetermined`.",
+        "left out of the medians and intervals, and a cell where all are shows `undetermined`; "
+        f"{SURVIVORS} marks a median over {fmt(1 - MAX_UNDETERMINED, 2)} or fewer of the basis's directions "
+        "(it describes the survivors, not the basis): shown, not ranked, never bold.",
     ]
     extra = [m for m in metrics if m not in ranked]
     if extra:
@@ -547,7 +564,7 @@ def _empty_fits() -> pd.DataFrame:
 
 def _best_medians(summary: pd.DataFrame) -> dict[str, float]:
     best = {}
-    for metric, m in summary[(summary["status"] == "ok") & summary["median"].notna()].groupby("metric", sort=True):
+    for metric, m in summary[rankable(summary)].groupby("metric", sort=True):
         best[metric] = m["median"].max() if m["higher_is_better"].iloc[0] else m["median"].min()
     return best
 

@@ -213,3 +213,32 @@ def test_zero_width_intervals_only_where_values_are_identical(planted):
     # no two bases share a median through a shared "random" draw
     ok = summary[summary["status"] == "ok"]
     assert ok["median"].nunique() == len(ok)
+
+
+def test_a_mostly_dead_basis_is_not_ranked_on_its_survivors(planted):
+    """Left out of the median, undetermined directions would let a mostly dead basis rank on its
+    few live ones: 3 perfect survivors of 10 would beat every basis. Such a cell is shown, marked,
+    and not ranked."""
+    from benchmark.leaderboard import SURVIVORS, rank_table
+
+    rows, _ = planted
+    stimuli, rng = _Labelled(), np.random.default_rng(9)
+    codes = np.zeros((len(stimuli), 10), dtype=np.float32)
+    for j in range(3):
+        codes[:, j] = _plant(stimuli, [0] * j + [16], rng)
+    rows = pd.concat([rows, *(_score_rows(stimuli, "survivors", codes, seed) for seed in (0, 1))], ignore_index=True)
+    summary = summarise(rows)
+    s = summary.set_index("method").loc["survivors"]
+    assert s["median"] == 1.0 and s["undetermined"] == pytest.approx(0.7)  # as good as `pure` on what is left
+    assert "survivors" not in set(rank_table(summary)["method"])
+    fits = pd.DataFrame(
+        [
+            {"model": "m", "layer": "l", "dataset": "labelled", "method": name, "method_params": "{}", "seed": 0,
+             "n_directions": 10, "fvu": 0.0, "l0": 1.0, "dead_fraction": 0.0, "fit_seconds": 1.0, "extra": "{}"}
+            for name in sorted(set(rows["method"]))
+        ]
+    )  # fmt: skip
+    table = task_table(("m", "l", "labelled"), summary, fits)
+    cells = {r.method: r.values.get("label_consistency") for r in table.rows if r.kind == "method"}
+    assert not cells["survivors"].best and cells["survivors"].text().endswith(SURVIVORS)
+    assert [m for m, c in cells.items() if c is not None and c.best] == ["pure"]
