@@ -507,8 +507,8 @@ def task_table(
         "undet.: largest share of directions, over this task's metrics, whose top set is decided by ties "
         "(dead, or active on fewer probe samples than the metric reads); they have no concept, so they are "
         "left out of the medians and intervals, and a cell where all are shows `undetermined`; "
-        f"{SURVIVORS} marks a median over {fmt(1 - MAX_UNDETERMINED, 2)} or fewer of the basis's directions "
-        "(it describes the survivors, not the basis): shown, not ranked, never bold.",
+        f"{SURVIVORS}: more than {MAX_UNDETERMINED:.0%} of the basis's directions are undetermined, so the median "
+        "describes the survivors, not the basis: shown, not ranked, never bold.",
     ]
     extra = [m for m in metrics if m not in ranked]
     if extra:
