@@ -73,7 +73,13 @@ def test_doc_examples_run_and_appear_in_results(tmp_path):
         "brightness_consistency[psychophysics]",
         "brightness_consistency[psychophysics q=0.25]",
     }
-    assert (scores["status"] == "ok").all() and scores["value"].notna().all()
+    # the probe half holds 900 stimuli: enough for the whole-range task (> 800, the published
+    # rule), not for the q=0.25 band (450), which is reported, never silently scored
+    band = scores["metric"] == "brightness_consistency[psychophysics q=0.25]"
+    scored = scores.loc[~band, "status"] == "ok"  # the rest: units whose top set ties decide (undetermined)
+    assert set(scores.loc[~band, "status"]) <= {"ok", "undetermined"} and scored.mean() > 0.5
+    assert scores.loc[~band, "value"][scored].notna().all()
+    assert scores.loc[band, "status"].str.startswith("insufficient: band q=0.25 holds 450 samples").all()
     assert scores["direction"].nunique() == 16
 
 

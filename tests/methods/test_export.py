@@ -168,7 +168,9 @@ def test_imported_sae_scores_like_the_fitted_one(tmp_path, cache_dir):
     assert set(imported.scores["method"]) == {"file"}
     a = fitted.scores[VALUE_COLUMNS].reset_index(drop=True)
     b = imported.scores[VALUE_COLUMNS].reset_index(drop=True)
-    assert len(a) == basis.k and (a["status"] == "ok").all()
+    # the same directions scored, the same ones undetermined (a TopK latent active on fewer probe
+    # stimuli than the metric reads)
+    assert len(a) == basis.k and (a["status"] == "ok").sum() > basis.k // 2
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     stats = ["n_directions", "fvu", "explained_variance", "l0", "dead_fraction", "n_fit", "n_probe"]
     pd.testing.assert_frame_equal(fitted.fits[stats], imported.fits[stats], check_exact=True)

@@ -151,7 +151,9 @@ def test_runs_in_the_grid_with_loss_recovered(tmp_path: Path) -> None:
     config = parse_config(GRID.format(root=root), "lang.toml")
     res = Runner(config, Cache(tmp_path / "cache"), results_dir=tmp_path / "r", progress=False).run()
     assert set(res.scores["modality"]) == {"language"}
-    assert set(res.scores["status"]) == {"ok"}
+    # the corpus repeats one sentence, so equal contexts give equal activations: a direction whose
+    # top set those ties decide is undetermined, the rest are scored
+    assert set(res.scores["status"]) <= {"ok", "undetermined"} and (res.scores["status"] == "ok").mean() > 0.5
     assert {m.split("[")[0] for m in res.scores["metric"]} == {
         "label_consistency",
         "token_consistency",

@@ -21,7 +21,8 @@ def test_shapes_cnn_learns_a_planted_factor_and_caches_it(tmp_path):
     with using_cache(cache):
         model = ShapesCNN(target="background", image_size=16, **TINY)
         again = ShapesCNN(target="background", image_size=16, **TINY)
-    assert [(r.stage, r.computed) for r in cache.records] == [("model", True), ("model", False)]
+    trained = [(r.stage, r.computed) for r in cache.records if r.stage == "model"]  # (the data's hygiene is cached too)
+    assert trained == [("model", True), ("model", False)]
     assert model.heldout_accuracy > 0.9
     assert again.heldout_accuracy == model.heldout_accuracy
     assert model.identity() == again.identity() and model.identity()["heldout_accuracy"] > 0.9
@@ -39,7 +40,7 @@ def test_other_training_parameters_are_another_cache_entry(tmp_path):
     with using_cache(cache):
         a = ShapesCNN(target="background", image_size=16, **TINY)
         b = ShapesCNN(target="background", image_size=16, **{**TINY, "epochs": 1})
-    assert [r.computed for r in cache.records] == [True, True]
+    assert [r.computed for r in cache.records if r.stage == "model"] == [True, True]
     assert a.identity()["weights"] != b.identity()["weights"]
 
 
