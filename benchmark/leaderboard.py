@@ -237,27 +237,45 @@ def _as_float(x: Any) -> float:
 
 
 def rankable(summary: pd.DataFrame) -> pd.Series:
-    """``[rows]`` bool: cells that are ranked and may be bold: scored (status ``ok``, a median)
-    on at least ``1 - MAX_UNDETERMINED`` of the basis's directions. A median over the few
-    determined directions of a mostly dead basis describes those survivors, not the basis, so it
-    is shown (marked ``‡``) but never ranked."""
-    share = summary["undetermined"].astype(float).fillna(0.0) if "undetermined" in summary else 0.0
-    return (summary["status"] == "ok") & summary["median"].notna() & (share <= MAX_UNDETERMINED)
+    """``[rows]`` bool: cells that are ranked on their median and may be bold: scored (status
+    ``ok``, a median) on at least ``1 - MAX_UNDETERMINED`` of the basis's directions. A median
+    over the few determined directions of a mostly dead basis describes those survivors, not the
+    basis, so it is shown (marked ``‡``) but not ranked on (see :func:`mostly_undetermined`)."""
+    return (summary["status"] == "ok") & summary["median"].notna() & (_undetermined_share(summary) <= MAX_UNDETERMINED)
+
+
+def mostly_undetermined(summary: pd.DataFrame) -> pd.Series:
+    """``[rows]`` bool: cells whose basis has more than ``MAX_UNDETERMINED`` of its directions
+    undetermined (all of them: status ``undetermined``). In a ranking they come last, tied: the
+    basis offers no concept for most of its directions there."""
+    share = _undetermined_share(summary)
+    return (summary["status"] == UNDETERMINED) | ((summary["status"] == "ok") & (share > MAX_UNDETERMINED))
+
+
+def _undetermined_share(summary: pd.DataFrame) -> pd.Series | float:
+    return summary["undetermined"].astype(float).fillna(0.0) if "undetermined" in summary else 0.0
 
 
 def rank_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Ranks per (task, headline metric): task keys, ``method, method_params, metric, rank``."""
+    """Ranks per (task, headline metric): task keys, ``method, method_params, metric, rank``.
+
+    Bases ranked on their median (:func:`rankable`) take ranks ``1..r``; mostly undetermined ones
+    (:func:`mostly_undetermined`) share the last ranks ``r+1..r+u`` (their mean). A ranking needs
+    at least one basis ranked on its median."""
+    cols = [*TASK_KEYS, "method", "method_params", "metric", "rank"]
     parts = []
-    ok = rankable(summary)
-    for _, g in summary[ok].groupby(TASK_KEYS, sort=True):
+    ok, last = rankable(summary), mostly_undetermined(summary)
+    for _, g in summary[ok | last].groupby(TASK_KEYS, sort=True):
         for metric in headline_metrics(sorted(g["metric"].unique())):
             m = g[g["metric"] == metric]
-            if len(m) < 1:
+            live, dead = m[ok[m.index]], m[last[m.index]]
+            if live.empty:
                 continue
-            m = m.assign(rank=average_ranks(m["median"], bool(m["higher_is_better"].iloc[0])))
-            parts.append(m[[*TASK_KEYS, "method", "method_params", "metric", "rank"]])
+            parts.append(live.assign(rank=average_ranks(live["median"], bool(live["higher_is_better"].iloc[0])))[cols])
+            if len(dead):
+                parts.append(dead.assign(rank=len(live) + (len(dead) + 1) / 2)[cols])
     if not parts:
-        return pd.DataFrame(columns=[*TASK_KEYS, "method", "method_params", "metric", "rank"])
+        return pd.DataFrame(columns=cols)
     return pd.concat(parts, ignore_index=True)
 
 
@@ -508,7 +526,8 @@ def task_table(
         "(dead, or active on fewer probe samples than the metric reads); they have no concept, so they are "
         "left out of the medians and intervals, and a cell where all are shows `undetermined`; "
         f"{SURVIVORS}: more than {MAX_UNDETERMINED:.0%} of the basis's directions are undetermined, so the median "
-        "describes the survivors, not the basis: shown, not ranked, never bold.",
+        "describes the survivors, not the basis: shown, never bold, and ranked last (tied with any other such "
+        "basis), as is a cell where all are undetermined.",
     ]
     extra = [m for m in metrics if m not in ranked]
     if extra:
