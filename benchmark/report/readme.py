@@ -11,6 +11,10 @@ import pandas as pd
 from benchmark.results import TASK_KEYS
 
 
+
+#: the hand-written changelog of the published numbers, linked from the README when present
+CHANGES = "CHANGES.md"
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -140,6 +144,11 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
         "`interpbench publish results/runs/latest --out results`); what the columns mean: "
         "[docs/reading-the-leaderboard.md](../docs/reading-the-leaderboard.md).",
         "",
+        *(
+            ["What moved since the previous publication, and why: [CHANGES.md](CHANGES.md) (written by hand).", ""]
+            if (out_dir / CHANGES).is_file()
+            else []
+        ),
         "## What was run",
         "",
         f"- config: `{info['config_name']}` ({info['config_source']}); seeds {info['seeds']}; "

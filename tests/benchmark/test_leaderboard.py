@@ -302,6 +302,13 @@ def test_results_readme(tmp_path):
     write_results_readme(tmp_path / "run", tmp_path / "results")  # figures: same tables, not redrawn
     second = {p: p.read_bytes() for p in sorted((tmp_path / "results").rglob("*")) if p.is_file()}
     assert first == second
+    assert "CHANGES.md" not in second[tmp_path / "results" / "README.md"].decode()
+    # a hand-written changelog beside it is linked, and left as it is
+    (tmp_path / "results" / "CHANGES.md").write_text("# what moved\n")
+    (tmp_path / "results" / "README.md").unlink()
+    text = write_results_readme(tmp_path / "run", tmp_path / "results").read_text()
+    assert "[CHANGES.md](CHANGES.md)" in text
+    assert (tmp_path / "results" / "CHANGES.md").read_text() == "# what moved\n"
 
 
 def test_hygiene_counts_reach_the_readme_the_leaderboard_notes_and_the_report(tmp_path):
