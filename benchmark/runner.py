@@ -23,7 +23,7 @@ import pandas as pd
 
 from benchmark.cache import Cache, hash_key
 from benchmark.config import Config, PluginSpec, TaskSpec, instantiate
-from benchmark.data.base import StimulusSet, Subset, split_indices
+from benchmark.data.base import StimulusSet, Subset, data_notes, split_indices
 from benchmark.errors import UserError
 from benchmark.registry import DATASETS, METHODS, METRICS, MODELS
 from benchmark.results import SCHEMA_VERSION, UNDETERMINED, method_label, params_json, write_tables
@@ -128,7 +128,8 @@ class Runner:
     executor: Executor | None = None
     #: with the ray executor, a running cluster's address (None starts a local one)
     ray_address: str | None = None
-    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
+    #: where log lines go (default: stderr, above the progress bar)
+    log: Callable[[str], None] = field(default=lambda s: _log_line(s))
 
     def __post_init__(self) -> None:
         from benchmark.env import resolve_device
@@ -192,6 +193,36 @@ class Runner:
                 skipped[task.label] = str(exc)
                 self.log(f"interpbench: skipping task {task.label}: {exc}")
         return skipped
+
+    def not_applicable(self, task: Task) -> dict[str, str]:
+        """``{score column: reason}`` for the metrics that do not apply to ``task``'s stimuli
+        (:meth:`Metric.skip_reason`: color on language stimuli, captions a set lacks): every
+        direction of every cell of the task records them as skipped with that reason."""
+        samples = self._task_objects(task)[1]
+        out: dict[str, str] = {}
+        for name, params, metric in self.metrics():
+            reason = metric.skip_reason(samples)
+            if reason is not None:
+                protocol = getattr(metric, "protocol", None)
+                out.update({metric_column(name, params, suffix, protocol): reason for suffix in metric.columns().values()})
+        return out
+
+    def log_task_notes(self, tasks: Iterable[Task]) -> dict[str, frozenset[str]]:
+        """Log, once per run, each note of the tasks' stimulus sets (files skipped, sources missing:
+        :func:`~benchmark.data.base.data_notes`) and per task one line naming the metrics that do
+        not apply to it; returns ``{task label: those score columns}`` (left out of cell lines)."""
+        seen: set[str] = set()
+        hidden: dict[str, frozenset[str]] = {}
+        for task in tasks:
+            for note in data_notes(self._task_objects(task)[1]):
+                if note not in seen:
+                    seen.add(note)
+                    self.log(f"interpbench: data: {note}")
+            columns = self.not_applicable(task)
+            hidden[task.label] = frozenset(columns)
+            if columns:
+                self.log(f"interpbench: task {task.label}: not applicable: {_by_reason(columns)}")
+        return hidden
 
     # -- task-level stages -------------------------------------------------------------
     def _task_objects(self, task: Task):
@@ -458,6 +489,7 @@ class Runner:
             f"interpbench: {len(cells)} cells ({len(self.tasks())} tasks x methods x seeds), "
             f"{len(self.metrics())} metrics, device {self.device}, cache {self.cache.root}"
         )
+        hidden = self.log_task_notes({c.task.label: c.task for c in cells}.values())
         score_frames: list[pd.DataFrame] = []
         fit_rows: list[dict] = []
         bar = _progress(len(cells), self.progress)
@@ -465,7 +497,7 @@ class Runner:
             score_frames.append(rows)
             fit_rows.append(fit_row)
             bar.update(1)
-            bar.write(_cell_summary(cell, rows, fit_row))
+            self.log(_cell_summary(cell, rows, fit_row, hidden.get(cell.task.label, frozenset())))
         bar.close()
         scores = pd.concat(score_frames, ignore_index=True)
         del score_frames
@@ -580,13 +612,32 @@ def stage_table(records: Iterable) -> pd.DataFrame:
     return pd.DataFrame([{"stage": s, **v} for s, v in agg.items()], columns=["stage", "computed", "reused", "seconds"])
 
 
-def _cell_summary(cell: Cell, rows: pd.DataFrame, fit_row: dict) -> str:
+def _log_line(line: str) -> None:
+    """Print ``line`` on stderr, above the progress bar when one is shown."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+
+
+def _by_reason(columns: dict[str, str]) -> str:
+    """``{column: reason}`` as ``"a, b (reason 1); c (reason 2)"``, columns in their order."""
+    groups: dict[str, list[str]] = {}
+    for column, reason in columns.items():
+        groups.setdefault(reason, []).append(column)
+    return "; ".join(f"{', '.join(cols)} ({reason})" for reason, cols in groups.items())
+
+
+def _cell_summary(cell: Cell, rows: pd.DataFrame, fit_row: dict, hidden: frozenset[str] = frozenset()) -> str:
+    """One log line per cell: basis stats, then per score column the median over scored
+    directions against chance; columns in ``hidden`` (not applicable to the task) are left out."""
     parts = []
     if len(rows):  # NumPy, not a group-by: this runs once per cell, on the parent's time
         which, names = pd.factorize(rows["metric"])  # in order of first appearance
         status = rows["status"].to_numpy(object)
         value, chance = rows["value"].to_numpy(float), rows["chance_mean"].to_numpy(float)
         for i, name in enumerate(names):
+            if name in hidden:
+                continue
             sel = which == i
             j = int(np.argmax(sel))
             ok = sel & (status == "ok")
@@ -601,9 +652,6 @@ def _cell_summary(cell: Cell, rows: pd.DataFrame, fit_row: dict) -> str:
 class _NoBar:
     def update(self, n: int) -> None:
         pass
-
-    def write(self, s: str) -> None:
-        print(s, file=sys.stderr)
 
     def close(self) -> None:
         pass

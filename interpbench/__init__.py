@@ -93,7 +93,7 @@ def run(
         only_metrics=tuple(metrics or ()),
         run_id=run_id,
         progress=progress,
-        log=(lambda s: print(s, file=sys.stderr)) if progress else (lambda s: None),
+        **({} if progress else {"log": lambda s: None}),  # with progress: stderr, above the bar
         **kwargs,
     )
     out = runner.run()

@@ -4,6 +4,10 @@ A :class:`StimulusSet` is an indexable collection of ``len(s)`` stimuli. It says
 provide in :attr:`provides` (a subset of ``"images"``, ``"rgb_images"``, ``"labels"``,
 ``"captions"``, ``"texts"``, ``"factors"``, ``"tokens"``) and serves it for any array of indices.
 All accessors take ``idx: ndarray[m]`` of int indices and return data in that order.
+
+What a set had to leave out while it was built (unreadable files, sources missing on this
+machine) is kept in :attr:`StimulusSet.notes`, one line each; the runner logs each note once
+per run (:func:`data_notes` finds them through wrappers such as token samples and subsets).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class StimulusSet:
     provides: frozenset[str] = frozenset()
     #: names of the classes, index = label id (when "labels" is provided)
     label_names: list[str] = []
+    #: what was left out while building the set, one line each ("clipart: skipped 3 of 8,100 files ...")
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -114,6 +120,19 @@ class Subset(StimulusSet):
     def groups(self):
         g = self.parent.groups()
         return None if g is None else g[self.indices]
+
+
+def data_notes(stimuli: StimulusSet) -> list[str]:
+    """The :attr:`~StimulusSet.notes` of ``stimuli`` and of the sets it wraps (a :class:`Subset`'s
+    ``parent``, token samples' ``documents``), innermost first, each once."""
+    chain: list[StimulusSet] = []
+    obj: StimulusSet | None = stimuli
+    while obj is not None and all(obj is not seen for seen in chain):
+        chain.append(obj)
+        inner = getattr(obj, "documents", None)
+        obj = inner if inner is not None else getattr(obj, "parent", None)
+    notes = [note for obj in reversed(chain) for note in getattr(obj, "notes", ())]
+    return list(dict.fromkeys(notes))
 
 
 def split_indices(stimuli: StimulusSet, fit_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,8 @@
 About 8,100 PNGs under ``/usr/share/openclipart/png/<category>/<sub-folders...>/<name>.png``
 in 22 top categories. Each image is composited on white and fitted (padded) into a square of
 ``size`` pixels; decoding happens once and is cached (see :mod:`benchmark.data.images`).
-Unreadable files are skipped and counted (:attr:`Clipart.skipped`), never fatal. Blank images,
+Unreadable files are skipped and counted (:attr:`Clipart.skipped`, one line in
+:attr:`Clipart.notes`), never fatal. Blank images,
 exact and near-duplicates and duplicates filed under several categories are removed and counted
 (:attr:`Clipart.hygiene`, see :mod:`benchmark.data.hygiene`) before ``min_per_class`` applies.
 
@@ -26,7 +27,7 @@ import torch
 
 from benchmark.data.base import StimulusSet
 from benchmark.data.hygiene import clean_cached, image_manifest
-from benchmark.data.images import _fingerprint, list_images, load_folder_cached, read_rows, to_float
+from benchmark.data.images import _fingerprint, list_images, load_folder_cached, read_rows, skipped_note, to_float
 from benchmark.errors import UserError
 
 DEFAULT_ROOT = "/usr/share/openclipart/png"
@@ -112,6 +113,7 @@ class Clipart(StimulusSet):
         images, kept, self.skipped, _ = load_folder_cached(
             self.root, paths, size, fit="pad", background=1.0, grayscale="convert", what="clipart"
         )
+        self.notes = skipped_note("clipart", self.skipped, len(paths))
         rel = [paths[i].relative_to(self.root) for i in kept]
         all_keys = [f[0] if label == "category" else "/".join(f) for f in (p.parent.parts for p in rel)]
         names = sorted(set(all_keys))

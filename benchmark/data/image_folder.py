@@ -3,7 +3,8 @@
 ``image_folder``: ``root/<class>/<...>/<image>``; label = class folder, caption = class name
 (an ImageNet WordNet id such as ``n02123045`` is captioned with its class name, ``tabby``).
 Images are centre-cropped and resized to ``size`` (or padded: ``fit="pad"``), decoded once and
-cached; unreadable files are skipped and counted (:attr:`ImageFolder.skipped`), grayscale
+cached; unreadable files are skipped and counted (:attr:`ImageFolder.skipped`, a line in
+:attr:`ImageFolder.notes`), grayscale
 files are converted to RGB and counted (:attr:`ImageFolder.n_grayscale`), or skipped or refused
 with ``grayscale="skip"`` / ``"error"``. Blank images, exact and near-duplicates and duplicates
 filed under several classes are removed and counted (:attr:`ImageFolder.hygiene`, see
@@ -25,7 +26,7 @@ import torch
 
 from benchmark.data.base import StimulusSet
 from benchmark.data.hygiene import clean_cached, image_manifest
-from benchmark.data.images import _fingerprint, list_images, load_folder_cached, read_rows, to_float
+from benchmark.data.images import _fingerprint, list_images, load_folder_cached, read_rows, skipped_note, to_float
 from benchmark.errors import UserError
 
 
@@ -77,6 +78,7 @@ class ImageFolder(StimulusSet):
         self._images, kept, self.skipped, self.n_grayscale = load_folder_cached(
             self.root, paths, size, fit=fit, background=background, grayscale=grayscale, what="image_folder"
         )
+        self.notes = skipped_note("image_folder", self.skipped, len(paths))
         self.label_names = classes
         loaded = np.asarray(labels, dtype=np.int64)[kept]
         parts = {"dataset": "image_folder", "root": str(self.root), "files": self._fingerprint, "size": size,

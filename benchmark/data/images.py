@@ -2,7 +2,8 @@
 
 Shared by ``clipart`` and ``image_folder``. A file that cannot be decoded (truncated, not an
 image) is skipped and counted, never fatal: :func:`load_folder_cached` returns the images that
-loaded and the list of ``(path, reason)`` that did not. The decoded set is stored in the stage
+loaded and the list of ``(path, reason)`` that did not (:func:`skipped_note` words it for a
+set's ``notes``, which the runner logs once per run). The decoded set is stored in the stage
 cache (``stimuli`` stage: ``images.npy`` uint8 ``[n, 3, s, s]`` + ``index.json``), keyed by the
 file list (names, sizes, modification times) and the loading options, so decoding happens once.
 """
@@ -196,13 +197,16 @@ def load_folder_cached(
     if not index["kept"]:
         first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise UserError(f"{what}: none of the {len(paths)} image files under {root} could be read{first}")
-    if skipped:
-        warnings.warn(
-            f"{what}: skipped {len(skipped)} of {len(paths)} files that could not be read "
-            f"(first: {skipped[0][0]}: {skipped[0][1]})",
-            stacklevel=2,
-        )
     return np.load(path / "images.npy", mmap_mode="r"), index["kept"], skipped, int(index["n_gray"])
+
+
+def skipped_note(what: str, skipped: Sequence[tuple[str, str]], n_files: int) -> tuple[str, ...]:
+    """The :attr:`~benchmark.data.base.StimulusSet.notes` line for the files
+    :func:`load_folder_cached` skipped (none when it skipped nothing)."""
+    if not skipped:
+        return ()
+    first, reason = skipped[0]
+    return (f"{what}: skipped {len(skipped)} of {n_files} files that could not be read (first: {first}: {reason})",)
 
 
 def read_rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:

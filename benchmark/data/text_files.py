@@ -9,7 +9,6 @@ split by document. Language model adapters turn it into token samples
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -147,7 +146,7 @@ class TextFiles(DocumentSet):
     """Any folder of text files, one label per sub-folder (``root/<label>/**/<file>``).
 
     Files are read as UTF-8; binary files (NUL bytes), undecodable and empty files are skipped
-    and counted in :attr:`skipped` (a warning says how many). Long files are cut into documents
+    and counted in :attr:`skipped` (a line in :attr:`notes` says how many). Long files are cut into documents
     of at most ``doc_chars`` characters at line ends.
 
     Args:
@@ -206,7 +205,7 @@ class TextFiles(DocumentSet):
         n_skipped = sum(self.skipped.values())
         if n_skipped:
             detail = ", ".join(f"{v} {k}" for k, v in self.skipped.items() if v)
-            warnings.warn(f"text_files {self.root}: skipped {n_skipped} files ({detail})", stacklevel=2)
+            self.notes = (f"text_files {self.root}: skipped {n_skipped} files ({detail})",)
         self._finish()
 
     def identity(self) -> dict:

@@ -302,9 +302,7 @@ class TextMix(DocumentSet):
         self.skipped = {f"{s} files": v["skipped"] for s, v in report["files"].items()}
         self.skipped["missing sources"] = len(report["missing_sources"])
         if report["missing_sources"]:
-            warnings.warn(
-                f"textmix: sources missing on this machine: {', '.join(report['missing_sources'])}", stacklevel=2
-            )
+            self.notes = (f"textmix: sources missing on this machine: {', '.join(report['missing_sources'])}",)
         self._finish()
 
     def _label(self, source: str, origin: str) -> str:

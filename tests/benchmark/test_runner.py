@@ -177,3 +177,24 @@ def test_task_with_missing_data_is_skipped_not_fatal(tmp_path):
     skipped = __import__("json").loads((res.run_dir / "skipped_tasks.json").read_text())
     assert list(skipped) == ["shapes_cnn_untrained/conv2/image_folder"]
     assert "/nonexistent/images" in next(iter(skipped.values()))
+
+
+def test_data_notes_once_and_not_applicable_metrics_once_per_task(tmp_path, monkeypatch):
+    from benchmark.data.shapes import Shapes
+
+    monkeypatch.setattr(Shapes, "notes", ("shapes: 2 files left out",))
+    text = tiny().replace('layers = ["conv2"]', 'layers = ["conv1", "conv2"]') + '\n[[metrics]]\nname = "token_consistency"\n'
+    lines: list[str] = []
+    res = run(text, tmp_path / "c", tmp_path / "r", log=lines.append)
+    assert lines.count("interpbench: data: shapes: 2 files left out") == 1  # two tasks, one note
+    na = [line for line in lines if "not applicable" in line]
+    assert na == [
+        f"interpbench: task shapes_cnn_untrained/{layer}/shapes: not applicable: token_consistency "
+        "(vision stimuli; metric is for language)"
+        for layer in ("conv1", "conv2")
+    ]
+    cells = [line for line in lines if " seed=0: k=" in line]
+    assert len(cells) == 6 and all("label_consistency" in c and "token_consistency" not in c for c in cells)
+    assert set(res.scores.loc[res.scores["metric"] == "token_consistency", "status"]) == {
+        "skipped: vision stimuli; metric is for language"
+    }

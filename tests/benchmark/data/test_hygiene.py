@@ -128,8 +128,7 @@ def test_near_duplicates_survive_jpeg_and_shift_but_not_a_detail():
 def test_real_clipart_has_no_duplicates_after_hygiene(cache_dir):
     from benchmark.data.clipart import Clipart
 
-    with pytest.warns(UserWarning):
-        data = Clipart(size=64)
+    data = Clipart(size=64)
     r = data.hygiene
     print(f"clipart hygiene: {r.summary()}")
     assert r.n_kept + r.removed == r.n_input and len(data) == r.n_kept

@@ -34,7 +34,7 @@ def make_folder(root: Path) -> None:
 def test_labels_captions_and_grayscale_counted(tmp_path, cache_dir):
     make_folder(tmp_path / "data")
     data = ImageFolder(str(tmp_path / "data"), size=16)
-    assert len(data) == 8 and data.n_grayscale == 1 and data.skipped == []
+    assert len(data) == 8 and data.n_grayscale == 1 and data.skipped == [] and data.notes == ()
     assert data.label_names == ["n02123045", "sky_blue"]
     labels = data.labels(np.arange(8))
     assert labels.tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
@@ -48,8 +48,8 @@ def test_labels_captions_and_grayscale_counted(tmp_path, cache_dir):
 
 def test_grayscale_skip_and_error(tmp_path, cache_dir):
     make_folder(tmp_path / "data")
-    with pytest.warns(UserWarning, match="skipped 1"):
-        data = ImageFolder(str(tmp_path / "data"), size=8, grayscale="skip")
+    data = ImageFolder(str(tmp_path / "data"), size=8, grayscale="skip")
+    assert len(data.notes) == 1 and "skipped 1 of 8 files" in data.notes[0]
     assert len(data) == 7 and "grayscale" in data.skipped[0][1]
     with pytest.raises(UserError, match="grayscale image"):
         ImageFolder(str(tmp_path / "data"), size=8, grayscale="error")
@@ -59,8 +59,9 @@ def test_truncated_png_is_a_counted_skip(tmp_path, cache_dir):
     make_folder(tmp_path / "data")
     good = (tmp_path / "data" / "sky_blue" / "0.png").read_bytes()
     (tmp_path / "data" / "sky_blue" / "truncated.png").write_bytes(good[: len(good) // 2])
-    with pytest.warns(UserWarning, match="skipped 1"):
-        data = ImageFolder(str(tmp_path / "data"), size=8)
+    data = ImageFolder(str(tmp_path / "data"), size=8)
+    assert data.notes == (f"image_folder: skipped 1 of 9 files that could not be read (first: {data.skipped[0][0]}: "
+                          f"{data.skipped[0][1]})",)
     assert len(data) == 8 and data.skipped[0][0] == "sky_blue/truncated.png"
 
 
