@@ -139,7 +139,8 @@ def read_tables(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 # -- outputs made from a run --------------------------------------------------------------------
-RUN_INPUTS = ("scores.parquet", "fits.parquet", "config.json", "environment.json", "skipped_tasks.json", "datasets.json")
+RUN_INPUTS = ("scores.parquet", "fits.parquet", "config.json", "environment.json", "skipped_tasks.json", "datasets.json",
+              "provenance.json")  # fmt: skip
 STAMP = ".tables.sha256"
 
 

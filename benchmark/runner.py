@@ -474,6 +474,7 @@ class Runner:
 
     def _run(self) -> RunResult:
         from benchmark.env import environment
+        from benchmark.provenance import run_provenance
 
         cells = self.cells()
         if not cells:
@@ -512,6 +513,8 @@ class Runner:
         manifests = self.dataset_manifests({c.task.label: c.task for c in cells}.values())
         if manifests:  # what each stimulus set held and what hygiene removed
             (run_dir / "datasets.json").write_text(json.dumps(manifests, indent=1, sort_keys=True, default=str))
+        provenance = run_provenance(self, {c.task.label: c.task for c in cells}.values())  # commit, lock, hashes
+        (run_dir / "provenance.json").write_text(json.dumps(provenance, indent=1, sort_keys=True, default=str))
         stage_times = stage_table(self.cache.records)
         stage_times.to_csv(run_dir / "stages.csv", index=False)
         _point_latest(run_dir)

@@ -18,6 +18,7 @@ from benchmark.language_report import best_direction_per_source, label_purity, t
 from benchmark.topk import top_examples
 from methods.base import LinearBasis
 from metrics.base import TopExamples
+from metrics.compressibility import CaptionCompressibility
 from metrics.label import LabelConsistency
 from metrics.ngram import NgramConsistency
 from metrics.token import TokenConsistency
@@ -72,9 +73,8 @@ def test_label_consistency_far_above_random_directions(planted) -> None:
 
 
 def test_caption_compressibility_and_ngrams_above_random(planted) -> None:
-    compressibility = pytest.importorskip("metrics.compressibility")
     _, ex = planted
-    metric = compressibility.CaptionCompressibility(n=16, n_random=32)
+    metric = CaptionCompressibility(n=16, n_random=32)
     p, r = metric.score(ex["planted"]), metric.score(ex["random"])
     # English contexts share words, so an English direction's contexts compress far better than
     # random sets; random base64 has no redundancy, so a base64 direction's contexts compress

@@ -33,7 +33,8 @@ def describe_run(run_dir: Path, fits: pd.DataFrame | None = None) -> dict[str, A
 
     Keys: ``run_id, config_name, seeds, chance_sets, methods, metrics, tasks`` (one dict per
     model x layer x dataset with fit/probe sample counts and a ``hygiene`` text: what stimulus
-    hygiene removed), ``datasets`` (the run's ``datasets.json``), ``environment`` and ``stages``.
+    hygiene removed), ``datasets`` (the run's ``datasets.json``), ``environment``,
+    ``provenance`` (its ``provenance.json``; ``{}`` for a run made before that) and ``stages``.
     """
     run_dir = Path(run_dir)
     config = _read_json(run_dir / "config.json")
@@ -80,6 +81,7 @@ def describe_run(run_dir: Path, fits: pd.DataFrame | None = None) -> dict[str, A
         "tasks": tasks,
         "datasets": manifests,
         "environment": env,
+        "provenance": _read_json(run_dir / "provenance.json"),
         "stages": stages,
     }
 
@@ -93,6 +95,58 @@ def _hygiene_text(manifest: dict | None) -> str:
         f"{h['n_input']:,} -> {h['n_kept']:,} ({h['exact_duplicates']:,} exact, {h['near_duplicates']:,} near, "
         f"{h['blank']:,} blank, {h['label_conflicts']:,} label conflicts)"
     )
+
+
+def _commit_text(git: dict | None) -> str:
+    if not git:
+        return "not a git checkout"
+    dirty = f" (dirty: {git.get('changed_files', '?')} files changed)" if git.get("dirty") else " (clean)"
+    return f"`{git['commit'][:12]}`{dirty}"
+
+
+def _constraints_text(lock: dict | None) -> str:
+    if not lock:
+        return "none (not run from a checkout with constraints.txt)"
+    differ = sorted(lock.get("mismatched") or {})
+    state = f"{len(differ)} installed versions differ: {', '.join(differ)}" if differ else "all installed as pinned"
+    return f"`{lock['file']}` sha256 `{lock['sha256'][:16]}` ({lock['pins']} pins; {state})"
+
+
+def _quality_text(quality: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in sorted(quality.items()))
+
+
+def provenance_markdown(prov: dict[str, Any]) -> list[str]:
+    """The README's "Provenance" section (lines) from a run's ``provenance.json``: commit and dirty
+    flag, source digest, constraints hash, per data set its content hash and counts, per model its
+    weights hash and quality; ``[]`` for a run without the record."""
+    if not prov:
+        return []
+    ib = prov.get("interpbench") or {}
+    md = [
+        "## Provenance",
+        "",
+        f"- commit: {_commit_text(ib.get('git'))}; interpbench {ib.get('version') or '?'}, "
+        f"source digest `{(ib.get('source_digest') or '?')[:16]}`",
+        f"- constraints: {_constraints_text(prov.get('constraints'))}",
+        f"- seeds {prov.get('seeds', '?')}; {prov.get('chance_sets', '?')} random sets per chance level",
+        "",
+    ]
+    datasets = [
+        [name, f"`{d['hash'][:16]}`", d.get("hash_of", ""), f"{d['n_stimuli']:,}", len(d.get("label_counts") or {})]
+        for name, d in sorted((prov.get("datasets") or {}).items())
+    ]
+    if datasets:
+        md.append(_md_table(["dataset", "content hash", "of", "stimuli", "labels"], datasets))
+    models = [
+        [name, f"`{m['weights']}`" if m.get("weights") else "", _quality_text(m.get("quality") or {})]
+        for name, m in sorted((prov.get("models") or {}).items())
+    ]
+    if models:
+        md.append(_md_table(["model", "weights hash", "quality"], models))
+    md += ["Hashes in full, counts per label, and per task the sample counts and a hash of the fit/probe split: "
+           "`provenance.json`.", ""]  # fmt: skip
+    return md
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:
@@ -130,6 +184,8 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
     env = info["environment"]
     if env:
         (out_dir / "environment.json").write_text(json.dumps(env, indent=1, sort_keys=True) + "\n")
+    if info["provenance"]:
+        (out_dir / "provenance.json").write_text(json.dumps(info["provenance"], indent=1, sort_keys=True) + "\n")
 
     md = [
         f"# interpbench results: `{info['config_name']}`",
@@ -177,6 +233,7 @@ def write_results_readme(run_dir: str | Path, out_dir: str | Path) -> Path:
             "",
             _md_table(["package", "version"], [[k, v] for k, v in sorted(env.get("packages", {}).items())]),
         ]
+    md += provenance_markdown(info["provenance"])
     md += [render_markdown(boards.overall), render_markdown(boards.stability)]
     for table in boards.tasks:
         md.append(render_markdown(table))

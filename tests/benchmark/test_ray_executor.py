@@ -26,9 +26,9 @@ from benchmark.executors import (
 from benchmark.runner import LocalExecutor, Runner
 from tests.benchmark.grid_helpers import run, stage_counts
 
-# run in a pytest process of their own by `make test` (see the Makefile): a crash inside Ray
-# itself then cannot take the rest of the suite with it
-pytestmark = pytest.mark.ray
+# The tests that start Ray are marked `ray`: `make test` runs them in a pytest process of their
+# own (see the Makefile), so a crash inside Ray itself cannot take the rest of the suite with it.
+# They skip where Ray is not installed; the tests above them need no Ray and always run.
 
 TINY = """
 name = "tiny_ray"
@@ -153,10 +153,14 @@ def test_cuda_requested_on_a_machine_without_gpu(tmp_path):
 
 
 # -- with Ray --------------------------------------------------------------------------------
-ray = pytest.importorskip("ray", reason=f"Ray is not installed ({INSTALL_HINT})")
+@pytest.fixture(scope="module")
+def ray():
+    """The ``ray`` module; skips the test where Ray is not installed (the only reason to skip)."""
+    return pytest.importorskip("ray", reason=f"Ray is not installed ({INSTALL_HINT})", exc_type=ModuleNotFoundError)
 
 
-def test_unreachable_address_is_a_clear_error():
+@pytest.mark.ray
+def test_unreachable_address_is_a_clear_error(ray):
     with pytest.raises(UserError, match="cannot reach the Ray cluster at '127.0.0.1:1'"):
         make_executor("ray", "127.0.0.1:1")
     with pytest.raises(UserError, match="cannot reach the Ray cluster at 'ray://127.0.0.1:1'"):
@@ -166,7 +170,7 @@ def test_unreachable_address_is_a_clear_error():
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(ray, tmp_path_factory):
     """A local Ray cluster with 2 CPUs for this module; workers see the plugin folder."""
     plugin_dir = tmp_path_factory.mktemp("plugins")
     (plugin_dir / "killer_plugin.py").write_text(KILLER)
@@ -179,6 +183,7 @@ def cluster(tmp_path_factory):
     sys.path.remove(str(plugin_dir))
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_ray_tables_equal_local_tables(cluster, tmp_path):
     # each 1-CPU Ray task runs torch with one thread; the local run does too, so floating-point
@@ -219,7 +224,8 @@ def _slow_entry(root: str, counter: str) -> str:
     return str(Cache(Path(root)).get_or_compute("activations", {"shared": "store"}, compute))
 
 
-def test_a_shared_stage_is_computed_once_by_concurrent_tasks(cluster, tmp_path):
+@pytest.mark.ray
+def test_a_shared_stage_is_computed_once_by_concurrent_tasks(ray, cluster, tmp_path):
     remote = ray.remote(num_cpus=1)(_slow_entry)
     counter = tmp_path / "computed.txt"
     paths = ray.get([remote.remote(str(tmp_path / "c"), str(counter)) for _ in range(4)])
@@ -228,6 +234,7 @@ def test_a_shared_stage_is_computed_once_by_concurrent_tasks(cluster, tmp_path):
     assert (Path(paths[0]) / "value.txt").read_text() == "42"
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_killed_worker_is_retried_and_nothing_cached_is_recomputed(cluster, tmp_path):
     marker = tmp_path / "killed"
@@ -247,6 +254,7 @@ def test_killed_worker_is_retried_and_nothing_cached_is_recomputed(cluster, tmp_
     assert stage_counts(pca)["activations"][0] == 0
 
 
+@pytest.mark.ray
 def test_user_error_in_a_task_reaches_the_driver_as_user_error(cluster, tmp_path):
     marker = tmp_path / "m"
     methods = f'[[methods]]\nname = "killer_pca"\nparams = {{ marker = "{marker}", fail = "user" }}\n'

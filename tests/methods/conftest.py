@@ -40,14 +40,22 @@ def method_names() -> list[str]:
 
 
 def make_method(name: str, **overrides):
-    """Instantiate registered method ``name`` with cheap settings, or skip the test naming why."""
+    """Instantiate registered method ``name`` with cheap settings.
+
+    Skips only when the method needs an optional package (:data:`tests.optional.OPTIONAL_PACKAGES`)
+    that is not installed; any other failure to load it (a broken built-in) fails the test.
+    """
     from benchmark.errors import UserError
     from benchmark.registry import METHODS
+    from tests.optional import missing_optional
 
     try:
         cls = METHODS.get(name)
-    except (ImportError, AttributeError, UserError) as err:
-        pytest.skip(f"method {name!r} is registered but not implemented yet: {err}")
+    except UserError as err:
+        package = missing_optional(err)
+        if package is None:
+            raise
+        pytest.skip(f"method {name!r} needs the optional package {package!r}, which is not installed")
     fields = {f.name for f in dataclasses.fields(cls)}
     params = {k: v for k, v in {**CHEAP, **overrides}.items() if k in fields}
     return cls(**params)
