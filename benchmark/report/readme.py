@@ -10,10 +10,9 @@ import pandas as pd
 
 from benchmark.results import TASK_KEYS
 
-
-
 #: the hand-written changelog of the published numbers, linked from the README when present
 CHANGES = "CHANGES.md"
+
 
 def _read_json(path: Path) -> dict:
     try:
