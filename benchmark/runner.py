@@ -301,7 +301,8 @@ class Runner:
         # the seed draws the tie-breaking keys, one stream per direction (and the band sample of a
         # large probe split); the stage also records the value past the kept ones (undetermined sets)
         top_parts = {"basis": basis_key, "probe": probe_key, "n": n_top, "quantiles": quantiles, "seed": cell.seed,
-                     "ties": "splitmix64(seed, direction, id)", "next": True, "rank": "preactivation", "code": stage_code()}  # fmt: skip
+                     "ties": "splitmix64(seed, direction, id)", "next": True, "rank": "preactivation",
+                     "code": stage_code()}  # fmt: skip
 
         def topk(tmp: Path) -> None:
             bands = top_examples(
