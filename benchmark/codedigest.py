@@ -20,6 +20,10 @@ the runner computes digests ``benchmark/runner.py`` and what it imports (activat
 ``methods/base.py``, ``metrics/base.py``, ...), so editing the runner recomputes activations,
 bases and scores, but not trained models or cleaned data, whose stages digest their own modules.
 
+A plugin that reaches another plugin by its registered name rather than an import (a metric on
+a named backbone model or captioner) names it in an optional ``code_roots()`` method; the
+runner adds those to the metric's roots.
+
 Third-party plugins (entry points, a config's ``plugins`` modules) are digested by their own
 module file plus the project modules it imports; other modules of their own package are not
 followed, so a change there still needs a ``version`` bump. A class without a source file

@@ -74,9 +74,11 @@ class LocalExecutor(Executor):
 
 
 def stage_code(*plugins: object) -> str:
-    """The ``code`` part of a stage key: the runner's stage code and ``plugins``' own
-    (:func:`benchmark.codedigest.code_digest`), so an unversioned code change is a cache miss."""
-    return code_digest("benchmark.runner", *plugins)
+    """The ``code`` part of a stage key: the runner's stage code, ``plugins``' own and that of the
+    plugins they reach by name (an optional ``code_roots()``; :mod:`benchmark.codedigest`), so an
+    unversioned code change is a cache miss."""
+    extra = [r for p in plugins if hasattr(p, "code_roots") for r in p.code_roots()]
+    return code_digest("benchmark.runner", *plugins, *extra)
 
 
 def build_model(spec: TaskSpec):

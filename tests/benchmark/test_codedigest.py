@@ -142,3 +142,14 @@ def test_editing_a_plugin_without_a_version_bump_recomputes_its_stages(tmp_path,
     assert after_metric["score"] == (2, 0)
     assert after_metric["chance"] == (1, 1)  # one chance level per metric, shared by both cells
     assert after_metric["activations"][0] == 0
+
+
+def test_a_metric_on_a_named_backbone_digests_the_backbone_module():
+    """``perceptual_consistency`` reaches its model through the registry, not an import."""
+    from benchmark.runner import stage_code
+    from metrics.perceptual import PerceptualConsistency
+
+    cnn = PerceptualConsistency(model="shapes_cnn_untrained")
+    assert cnn.code_roots()[0].__module__ == "benchmark.models.cnn"
+    assert stage_code(cnn) == code_digest("benchmark.runner", cnn, "benchmark.models.cnn")
+    assert stage_code(cnn) != stage_code(PerceptualConsistency(model="efficientnet_lite0"))
