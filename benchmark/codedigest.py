@@ -12,10 +12,10 @@ of file bytes, so worker processes compute the same one.
 digests them nor follows their imports (a root itself is always digested). They are the
 reporting and leaderboard code that reads result tables (the tables are rebuilt from cache
 entries on every run), the CLI, the executors (which process runs a cell, not what it
-computes), the environment record, the cache and this module (key machinery: a change there
-that matters changes the keys by itself), and the config, registry and error modules (names,
-values and messages: configured values enter keys by value, and a registered name's class is
-digested through its own module). Everything else counts, the harness core included: a stage
+computes), the environment and provenance records, the cache and this module (key machinery:
+a change there that matters changes the keys by itself), and the config, registry and error
+modules (names, values and messages: configured values enter keys by value, and a registered
+name's class is digested through its own module). Everything else counts, the harness core included: a stage
 the runner computes digests ``benchmark/runner.py`` and what it imports (activations, top-k,
 ``methods/base.py``, ``metrics/base.py``, ...), so editing the runner recomputes activations,
 bases and scores, but not trained models or cleaned data, whose stages digest their own modules.
@@ -60,6 +60,7 @@ EXCLUDED = (
     "benchmark.language_report",
     "benchmark.leaderboard",
     "benchmark.plots",
+    "benchmark.provenance",  # on main since the provenance merge: the run's provenance record
     "benchmark.registry",
     "benchmark.builtins",
     "benchmark.report",
