@@ -2,11 +2,14 @@
 
 An entry is a directory ``<root>/<stage>/<key[:2]>/<key>/`` holding the stage's files and a
 ``MANIFEST.json`` with a checksum of each. The key is the hash of the stage's inputs (their
-keys), its parameters and the plugin's ``version``. Entries are written into a temporary
-directory, fsynced, and renamed into place, so a killed run never leaves half an entry; a
-corrupt entry (bytes changed on disk) is detected on first read, reported and recomputed.
-Concurrent runs on one cache take a per-entry file lock. Only npy, safetensors, parquet and
-JSON are stored: no pickle.
+keys), its parameters, the plugin's ``version`` (a human-readable label) and a ``code`` digest
+of the source that computes the stage (:mod:`benchmark.codedigest`: the stage's module and the
+plugin's, with every project module they import, minus code that cannot change a stored number
+such as reporting, the CLI and this cache), so a code change without a ``version`` bump is a
+cache miss, never a stale entry. Entries are written into a temporary directory, fsynced, and
+renamed into place, so a killed run never leaves half an entry; a corrupt entry (bytes changed
+on disk) is detected on first read, reported and recomputed. Concurrent runs on one cache take
+a per-entry file lock. Only npy, safetensors, parquet and JSON are stored: no pickle.
 """
 
 from __future__ import annotations

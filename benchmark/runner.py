@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.cache import Cache, hash_key
+from benchmark.codedigest import code_digest
 from benchmark.config import Config, PluginSpec, TaskSpec, instantiate
 from benchmark.data.base import StimulusSet, Subset, data_notes, split_indices
 from benchmark.errors import UserError
@@ -70,6 +71,14 @@ class LocalExecutor(Executor):
     def map(self, fn, cells):
         for cell in cells:
             yield fn(cell)
+
+
+def stage_code(*plugins: object) -> str:
+    """The ``code`` part of a stage key: the runner's stage code, ``plugins``' own and that of the
+    plugins they reach by name (an optional ``code_roots()``; :mod:`benchmark.codedigest`), so an
+    unversioned code change is a cache miss."""
+    extra = [r for p in plugins if hasattr(p, "code_roots") for r in p.code_roots()]
+    return code_digest("benchmark.runner", *plugins, *extra)
 
 
 def build_model(spec: TaskSpec):
@@ -255,6 +264,7 @@ class Runner:
             "split": split,
             "indices": hash_key(idx.tolist()),
             "dtype": self.config.dtype,
+            "code": stage_code(model, DATASETS.get(task.spec.dataset)),
         }
 
         def compute(tmp: Path) -> None:
@@ -277,6 +287,7 @@ class Runner:
             "method": cell.method,
             "params": method.params(),
             "version": type(method).version,
+            "code": stage_code(method),
             "seed": cell.seed,
             "fidelity_samples": cell.task.spec.fidelity_samples,
         }
@@ -323,7 +334,8 @@ class Runner:
         # the seed draws the tie-breaking keys, one stream per direction (and the band sample of a
         # large probe split); the stage also records the value past the kept ones (undetermined sets)
         top_parts = {"basis": basis_key, "probe": probe_key, "n": n_top, "quantiles": quantiles, "seed": cell.seed,
-                     "ties": "splitmix64(seed, direction, id)", "next": True, "rank": "preactivation"}  # fmt: skip
+                     "ties": "splitmix64(seed, direction, id)", "next": True, "rank": "preactivation",
+                     "code": stage_code()}  # fmt: skip
 
         def topk(tmp: Path) -> None:
             bands = top_examples(
@@ -408,7 +420,7 @@ class Runner:
         return rows, fit_row
 
     def _metric_parts(self, name: str, metric) -> dict:
-        return {"metric": name, "params": metric.params(), "version": type(metric).version}
+        return {"metric": name, "params": metric.params(), "version": type(metric).version, "code": stage_code(metric)}
 
     def _score(self, metric, name, params, examples, top_parts, probe_key, samples, stage="score"):
         """``({suffix: [k]}, status, {suffix: {message: [directions]}})`` through the cache."""

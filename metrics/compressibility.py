@@ -98,6 +98,13 @@ class CaptionCompressibility(Metric):
         if self.captioner not in CAPTIONERS:
             raise UserError("caption_compressibility: " + CAPTIONERS.unknown_message(self.captioner))
 
+    def code_roots(self) -> tuple[Any, ...]:
+        """The captioner's class: its code decides the scores, but no import links it here (the
+        cache keys on it; see :mod:`benchmark.codedigest`)."""
+        from benchmark.registry import CAPTIONERS
+
+        return (CAPTIONERS.get(self.captioner),)
+
     def needs(self) -> tuple[int, tuple[float, ...]]:
         return self.n, (0.0,)
 

@@ -159,6 +159,11 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
         if name not in MODELS:
             raise UserError("perceptual_consistency: " + MODELS.unknown_message(name))
 
+    def code_roots(self) -> tuple[Any, ...]:
+        """The backbone adapter's class: its code decides the features, but no import links it
+        here (the cache keys on it; see :mod:`benchmark.codedigest`)."""
+        return (MODELS.get(self.model.partition(":")[0]),)
+
     def adapter(self) -> Any:
         """The model adapter (built once per process); raises UserError when it cannot load."""
         adapter = _adapter(self.model, self.image_size)

@@ -302,12 +302,14 @@ def clean_cached(
 ) -> tuple[np.ndarray, np.ndarray | None, HygieneReport]:
     """:func:`clean_images` through the stage cache (stage ``hygiene``).
 
-    ``parts`` must fix the images (e.g. the dataset's file fingerprint and loading options); the
-    labels and the rule are added to the key here.
+    ``parts`` must fix the images (e.g. the dataset's file fingerprint and loading options, or,
+    for images drawn by code, that code's :func:`~benchmark.codedigest.code_digest` as
+    ``"code"``); the labels, the rule and this module's code digest are added to the key here.
     """
     import json
 
     from benchmark.cache import current_cache
+    from benchmark.codedigest import code_digest
 
     lab = None if labels is None else np.asarray(labels, dtype=np.int64)
     key = {
@@ -316,6 +318,7 @@ def clean_cached(
         "labels": None if lab is None else hashlib.blake2b(lab.tobytes(), digest_size=16).hexdigest(),
         "label_names": label_names,
         "rule": rule(),
+        "hygiene_code": code_digest(__name__),
     }
 
     def compute(tmp) -> None:

@@ -140,6 +140,7 @@ def load_folder_cached(
     from numpy.lib.format import open_memmap
 
     from benchmark.cache import current_cache
+    from benchmark.codedigest import code_digest
 
     if fit not in FITS:
         raise UserError(f"{what}: unknown fit {fit!r} (valid: {', '.join(FITS)})")
@@ -154,6 +155,7 @@ def load_folder_cached(
         "background": background,
         "grayscale": grayscale,
         "version": 2,  # 2: files over MAX_PIXELS are skipped
+        "code": code_digest(__name__),
     }
 
     def compute(tmp: Path) -> None:

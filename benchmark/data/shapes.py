@@ -18,6 +18,7 @@ import colorsys
 import numpy as np
 import torch
 
+from benchmark.codedigest import code_digest
 from benchmark.data.base import StimulusSet
 from benchmark.data.hygiene import clean_cached, image_manifest
 from benchmark.data.images import to_float
@@ -202,7 +203,8 @@ class Shapes(StimulusSet):
         self._cache: np.ndarray | None = None  # [n, 3, s, s] uint8, allocated on first use
         self._rendered: np.ndarray | None = None  # [n] bool
         labels = self._factors[label_factor]
-        parts = {"dataset": "shapes", "n": n, "size": size, "seed": seed, "render": _RENDER_VERSION}
+        parts = {"dataset": "shapes", "n": n, "size": size, "seed": seed, "render": _RENDER_VERSION,
+                 "code": code_digest(__name__)}  # fmt: skip
         self._keep, _, self.hygiene = clean_cached(_Rendered(self), labels, self.label_names, parts)
 
     def __len__(self) -> int:

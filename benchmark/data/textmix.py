@@ -324,6 +324,7 @@ class TextMix(DocumentSet):
 
     def _load(self) -> tuple[list[tuple[str, str, str]], dict]:
         from benchmark.cache import current_cache
+        from benchmark.codedigest import code_digest
 
         parts = {
             "name": "textmix",
@@ -331,6 +332,7 @@ class TextMix(DocumentSet):
             "python": sys.version.split()[0],
             "train_fraction": self.train_fraction,
             **self._params(),
+            "code": code_digest(__name__),
         }
 
         def compute(tmp: Path) -> None:

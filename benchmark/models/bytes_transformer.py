@@ -280,6 +280,7 @@ class Bytes1L(LanguageModel):
 
     def _load_or_train(self) -> None:
         from benchmark.cache import current_cache
+        from benchmark.codedigest import code_digest
         from benchmark.data.textmix import VERSION as CORPUS_VERSION
 
         settings = self.settings()
@@ -290,6 +291,7 @@ class Bytes1L(LanguageModel):
             "arch": self.arch(),
             "train": asdict(settings),
             "seed": self.seed,
+            "code": code_digest(__name__),  # the network, its training and the corpus
         }
 
         def compute(tmp: Path) -> None:

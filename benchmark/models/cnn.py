@@ -167,10 +167,12 @@ class _TrainedCNN(_CNNAdapter):
         from safetensors.torch import load_file, save_file
 
         from benchmark.cache import current_cache
+        from benchmark.codedigest import code_digest
 
         _, _, _, _, data_identity = self.training_data(identity_only=True)
         parts = {"model": self.name, "arch": self.arch(), "train": self.train_params, "data": data_identity}
         parts["version"] = TRAIN_VERSION
+        parts["code"] = code_digest(__name__)  # the network, its training and its data
 
         def compute(tmp: Path) -> None:
             start = time.perf_counter()

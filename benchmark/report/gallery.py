@@ -159,6 +159,7 @@ def save_cell_gallery(runner, cell, samples, ranked, top_parts: dict) -> None:
     """
     if cell.seed != runner.config.seeds[0]:
         return
+    from benchmark.codedigest import code_digest
     from benchmark.leaderboard import task_slug
     from benchmark.results import params_json
 
@@ -171,6 +172,7 @@ def save_cell_gallery(runner, cell, samples, ranked, top_parts: dict) -> None:
         "meta": meta,
         "n": [N_DIRECTIONS, N_SHOW, THUMB_PX],
         "version": GALLERY_VERSION,
+        "code": code_digest(__name__),
     }
     try:
         entry = runner.cache.get_or_compute("gallery", parts, lambda tmp: write_gallery(tmp, samples, ranked, meta))
