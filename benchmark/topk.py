@@ -59,16 +59,13 @@ def tie_jitter(streams: Tensor, ids: Tensor) -> Tensor:
 
 def tie_keys(codes: Tensor, jitter: Tensor) -> Tensor:
     """Ranking keys ``[k, b]`` (float64) of ``codes [b, k]`` with ties broken by ``jitter [k, b]``
-    (or ``[b]``, shared by every direction) in ``[0, 1)``: each value moves by less than half
-    the float32 spacing at that value, so distinct values keep their order and equal values (a
+    in ``[0, 1)``: each value moves by less than half the float32 spacing at that value, so
+    distinct values keep their order (and read back exactly as float32), and equal values (a
     dead direction's zeros, a sparse code's floor) are ordered by the jitter instead of by their
     position in the store."""
     vals = codes.T.float()
     spacing = (torch.nextafter(vals, torch.full_like(vals, torch.inf)) - vals).double()
-    jitter = jitter.double()
-    if jitter.dim() == 1:
-        jitter = jitter[None, :]
-    return vals.double() + (jitter - 0.5) * 0.49 * spacing
+    return vals.double() + (jitter.double() - 0.5) * 0.49 * spacing
 
 
 class StreamingExtremes:

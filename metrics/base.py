@@ -84,20 +84,6 @@ class Ranked:
         edge = vals[:, m - 1]
         return edge > after if side == "top" else edge < after
 
-    def determined_depth(self, side: str = "top") -> np.ndarray:
-        """``[k]`` int: how many leading ranks of each direction are value-determined, i.e. the
-        largest ``d`` such that every top-``m`` set with ``m <= d`` is :meth:`determined`
-        (0 for a dead direction, the number of active samples for a sparse code with fewer
-        than ``n``, ``n`` when no tie reaches the kept extremes)."""
-        vals = self.top_val if side == "top" else self.bottom_val
-        k, width = vals.shape
-        if width == 0:
-            return np.zeros(k, dtype=np.int64)
-        ok = np.empty((k, width), dtype=bool)  # ok[:, m - 1]: the top-m set is determined
-        ok[:, :-1] = vals[:, :-1] > vals[:, 1:] if side == "top" else vals[:, :-1] < vals[:, 1:]
-        ok[:, -1] = self.determined(width, side)
-        return np.where(ok.all(axis=1), width, np.argmin(ok, axis=1)).astype(np.int64)
-
 
 @dataclass
 class TopExamples:
