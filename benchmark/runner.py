@@ -81,6 +81,11 @@ def stage_code(*plugins: object) -> str:
     return code_digest("benchmark.runner", *plugins, *extra)
 
 
+def task_network(task: Task) -> tuple[str, dict[str, Any]]:
+    """The network a task analyses, as ``(registered model name, model params)``."""
+    return task.spec.model, dict(task.spec.model_params)
+
+
 def build_model(spec: TaskSpec):
     """Instantiate the model adapter of ``spec`` (``"prefix:NAME"`` models pass ``name=NAME``)."""
     params = dict(spec.model_params)
@@ -210,7 +215,7 @@ class Runner:
         samples = self._task_objects(task)[1]
         out: dict[str, str] = {}
         for name, params, metric in self.metrics():
-            reason = metric.skip_reason(samples)
+            reason = skip_reason(metric, samples, task_network(task))
             if reason is not None:
                 protocol = getattr(metric, "protocol", None)
                 out.update({metric_column(name, params, suffix, protocol): reason for suffix in metric.columns().values()})
@@ -368,8 +373,11 @@ class Runner:
         columns: dict[str, list] = {k: [] for k in ("metric", "higher_is_better", "value", "chance_mean",
                                                     "chance_std", "status")}  # fmt: skip
         for name, params, metric in metrics:
-            values, status, by_direction = self._score(metric, name, params, examples, top_parts, probe_key, samples)
-            chance = self._chance(metric, name, params, samples, probe_idx, probe_key, cell.seed)
+            network = task_network(task)
+            values, status, by_direction = self._score(
+                metric, name, params, examples, top_parts, probe_key, samples, network
+            )
+            chance = self._chance(metric, name, params, samples, probe_idx, probe_key, cell.seed, network)
             determined = metric.determined_sets(examples) if status == "ok" else {}
             for suffix in metric.columns():
                 col = metric_column(name, params, metric.columns()[suffix], getattr(metric, "protocol", None))
@@ -422,19 +430,20 @@ class Runner:
     def _metric_parts(self, name: str, metric) -> dict:
         return {"metric": name, "params": metric.params(), "version": type(metric).version, "code": stage_code(metric)}
 
-    def _score(self, metric, name, params, examples, top_parts, probe_key, samples, stage="score"):
-        """``({suffix: [k]}, status, {suffix: {message: [directions]}})`` through the cache."""
+    def _score(self, metric, name, params, examples, top_parts, probe_key, samples, network, stage="score"):
+        """``({suffix: [k]}, status, {suffix: {message: [directions]}})`` through the cache;
+        ``network``: the task's ``(model, params)`` (the top-k key holds it already)."""
         parts = {**self._metric_parts(name, metric), "top": top_parts, "samples": samples.identity()}
 
         def compute(tmp: Path) -> None:
-            write_scores(tmp, metric, samples, examples)
+            write_scores(tmp, metric, samples, examples, network)
 
         path = self.cache.get_or_compute(stage, parts, compute)
         info = json.loads((path / "status.json").read_text())
         values = {p.stem[len("score") :]: np.load(p) for p in sorted(path.glob("score*.npy"))}
         return values, info["status"], info.get("directions", {})
 
-    def _chance(self, metric, name, params, samples, probe_idx, probe_key, seed):
+    def _chance(self, metric, name, params, samples, probe_idx, probe_key, seed, network):
         from benchmark.topk import random_sets
         from metrics.base import TopExamples
 
@@ -450,7 +459,7 @@ class Runner:
         def compute(tmp: Path) -> None:
             ranked = random_sets(probe_idx, self.config.chance_sets, n, seed)
             examples = TopExamples(samples, {q: ranked for q in set(quantiles) | {0.0}}, is_random=True, pool=probe_idx)
-            write_scores(tmp, metric, samples, examples)
+            write_scores(tmp, metric, samples, examples, network)
 
         path = self.cache.get_or_compute("chance", parts, compute)
         values = {p.stem[len("score") :]: np.load(p) for p in sorted(path.glob("score*.npy"))}
@@ -561,16 +570,19 @@ def mark_undetermined(
     return np.where(undetermined, np.nan, values), out
 
 
-def evaluate(metric, samples: StimulusSet, examples) -> tuple[dict[str, np.ndarray], str]:
+def evaluate(
+    metric, samples: StimulusSet, examples, model: tuple[str, dict[str, Any]] | None = None
+) -> tuple[dict[str, np.ndarray], str]:
     """``({suffix: scores [k]}, status)`` of ``metric`` on ``examples``.
 
     A metric that does not apply, or cannot be computed on these examples (a
     :class:`UserError`, e.g. too few samples in a psychophysics band), gives no scores and
     status ``skipped: <reason>``: never a crash of the run, never a silent zero. Directions the
     metric cannot score one by one (a psychophysics band too small) are NaN here and named by
-    ``metric.direction_status``.
+    ``metric.direction_status``. ``model``: the task's ``(network, params)``, which a metric
+    that judges with a network of its own may not judge (:meth:`Metric.model_skip_reason`).
     """
-    reason = metric.skip_reason(samples)
+    reason = skip_reason(metric, samples, model)
     if reason is None:
         try:
             return {s: np.asarray(v, dtype=np.float64) for s, v in metric.score_all(examples).items()}, "ok"
@@ -579,10 +591,21 @@ def evaluate(metric, samples: StimulusSet, examples) -> tuple[dict[str, np.ndarr
     return {}, f"skipped: {reason}"
 
 
-def write_scores(out: Path, metric, samples: StimulusSet, examples) -> None:
+def skip_reason(metric, samples: StimulusSet, model: tuple[str, dict[str, Any]] | None = None) -> str | None:
+    """Why ``metric`` does not apply to ``samples``, or may not judge the task's network
+    ``model`` (``(name, params)``; None: not checked); None when it applies."""
+    reason = metric.skip_reason(samples)
+    if reason is None and model is not None:
+        reason = metric.model_skip_reason(*model)
+    return reason
+
+
+def write_scores(
+    out: Path, metric, samples: StimulusSet, examples, model: tuple[str, dict[str, Any]] | None = None
+) -> None:
     """:func:`evaluate` into ``out``: ``score<suffix>.npy`` files and ``status.json`` (with
     ``directions``: ``{suffix: {status: [direction, ...]}}`` for directions that are not ok)."""
-    scored, status = evaluate(metric, samples, examples)
+    scored, status = evaluate(metric, samples, examples, model)
     for suffix, v in scored.items():
         np.save(out / f"score{suffix}.npy", v)
     info: dict[str, Any] = {"status": status}

@@ -128,6 +128,18 @@ class TopExamples:
         return self.bands[0.0].bottom_val
 
 
+def own_network_reason(backbone: str, model: str, model_params: dict[str, Any]) -> str | None:
+    """The skip reason when the task's network (``model``, registered name, with ``model_params``)
+    is the metric's own ``backbone`` (a registered model name with its default settings): its
+    features would judge the directions found in them, which is circular. None otherwise."""
+    if model == backbone and not model_params:
+        return (
+            f"the analysed network {model} would judge its own directions (a network never judges "
+            "its own directions: set the metric's model to another network)"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Metric:
     """Base class of every metric: a frozen dataclass of settings plus class metadata."""
@@ -148,6 +160,12 @@ class Metric:
         missing = sorted(self.requires - set(stimuli.provides))
         if missing:
             return f"stimuli do not provide {', '.join(missing)}"
+        return None
+
+    def model_skip_reason(self, model: str, model_params: dict[str, Any]) -> str | None:
+        """Why this metric may not judge directions found in the task's network ``model`` with
+        ``model_params`` (None when it may). A metric that embeds stimuli with a network never
+        judges that network's own directions (:func:`own_network_reason`)."""
         return None
 
     def score(self, examples: TopExamples) -> np.ndarray:

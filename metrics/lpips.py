@@ -23,7 +23,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from benchmark.data.base import StimulusSet
 from benchmark.errors import UserError
-from metrics.base import SimilarityMetric
+from metrics.base import SimilarityMetric, own_network_reason
 from metrics.features import GramSimilarity, image_batches, into_one_buffer
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -174,6 +174,9 @@ class LPIPSConsistency(GramSimilarity, SimilarityMetric):
 
     def weights_path(self) -> Path:
         return Path(self.weights).expanduser() if self.weights else default_weights_path()
+
+    def model_skip_reason(self, model: str, model_params: dict[str, Any]) -> str | None:
+        return own_network_reason("torchvision:alexnet", model, model_params)
 
     def skip_reason(self, stimuli: StimulusSet) -> str | None:
         reason = super().skip_reason(stimuli)

@@ -26,7 +26,7 @@ from torch import Tensor
 from benchmark.data.base import StimulusSet
 from benchmark.errors import UserError
 from benchmark.registry import MODELS
-from metrics.base import SimilarityMetric
+from metrics.base import SimilarityMetric, own_network_reason
 from metrics.features import GramSimilarity, image_batches, into_one_buffer
 
 _MAX_DEFAULT_LAYERS = 5
@@ -178,6 +178,9 @@ class PerceptualConsistency(GramSimilarity, SimilarityMetric):
                     f"(valid: {', '.join(adapter.layers())})"
                 )
         return adapter
+
+    def model_skip_reason(self, model: str, model_params: dict[str, Any]) -> str | None:
+        return own_network_reason(self.model, model, model_params)
 
     def skip_reason(self, stimuli: StimulusSet) -> str | None:
         reason = super().skip_reason(stimuli)

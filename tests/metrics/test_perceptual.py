@@ -107,3 +107,47 @@ class _Gray28(Shapes):
 
     def images(self, idx):
         return super().images(idx).mean(dim=1, keepdim=True)
+
+
+def test_a_network_never_judges_its_own_directions(tmp_path):
+    """A task on the metric's own backbone is skipped with the reason; another network, or the
+    same architecture with other settings (another network), is judged."""
+    from benchmark.cache import Cache
+    from benchmark.config import parse_config
+    from benchmark.runner import Runner
+
+    metric = PerceptualConsistency()
+    assert "would judge its own directions" in metric.model_skip_reason("efficientnet_lite0", {})
+    assert metric.model_skip_reason("shapes_cnn", {}) is None
+    assert metric.model_skip_reason("efficientnet_lite0", {"spatial": "max"}) is None
+    grid = """
+name = "own"
+seeds = [0]
+chance_sets = 4
+
+[[tasks]]
+model = "shapes_cnn_untrained"
+layers = ["conv2"]
+dataset = "shapes"
+dataset_params = { n = 300, size = 32 }
+
+[[tasks]]
+model = "shapes_cnn_untrained"
+model_params = { width = 8 }
+layers = ["conv2"]
+dataset = "shapes"
+dataset_params = { n = 300, size = 32 }
+
+[[methods]]
+name = "pca"
+params = { n_components = 4 }
+
+[[metrics]]
+name = "perceptual_consistency"
+params = { model = "shapes_cnn_untrained", layers = ["conv1", "conv3"] }
+"""
+    runner = Runner(parse_config(grid, "own.toml"), Cache(tmp_path / "c"), results_dir=tmp_path / "r", progress=False)
+    status = runner.run().scores["status"].astype(str)
+    own = status.str.startswith("skipped: the analysed network shapes_cnn_untrained would judge its own directions")
+    # the default network's 4 directions are skipped; the width-8 network's are judged
+    assert own.sum() == 4 and (status[~own] == "ok").sum() == 4
